@@ -1,0 +1,134 @@
+"""Column specifications of the extraction sheets and a dependency-light CSV reader.
+
+The specifications live in ``workflow/schemas/{studies,outcomes,contrasts}.schema.yaml`` (JSON
+Schema written as YAML, one property per column); this module reads them so that the validator,
+the documentation and Snakemake share one definition. Only the standard library and PyYAML are
+imported here, so the Snakefile can validate the sheets at parse time for a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "workflow" / "schemas"
+SHEETS = ("studies", "outcomes", "contrasts")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """What one sheet column may hold (read from the sheet's JSON schema)."""
+
+    name: str
+    type: str  # string | integer | number | boolean
+    required: bool
+    enum: tuple[str, ...] | None = None
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    may_be_empty: bool = False
+    may_be_empty_if: str | None = None
+    default: object = None
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """Columns of one sheet, in documented order."""
+
+    name: str
+    columns: dict[str, ColumnSpec]
+    allow_extra_columns: bool
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.required]
+
+
+@cache
+def sheet_spec(name: str, schema_dir: str | None = None) -> SheetSpec:
+    """Load the column specification of sheet ``name`` from its JSON schema."""
+    path = Path(schema_dir) if schema_dir else SCHEMA_DIR
+    schema = yaml.safe_load((path / f"{name}.schema.yaml").read_text(encoding="utf-8"))
+    required = set(schema.get("required", []))
+    columns = {}
+    for col, prop in schema["properties"].items():
+        columns[col] = ColumnSpec(
+            name=col,
+            type=prop.get("type", "string"),
+            required=col in required,
+            enum=tuple(prop["enum"]) if "enum" in prop else None,
+            pattern=prop.get("pattern"),
+            minimum=prop.get("minimum"),
+            maximum=prop.get("maximum"),
+            exclusive_minimum=prop.get("exclusiveMinimum"),
+            exclusive_maximum=prop.get("exclusiveMaximum"),
+            may_be_empty=bool(prop.get("x-may-be-empty", False)),
+            may_be_empty_if=prop.get("x-may-be-empty-if"),
+            default=prop.get("default"),
+        )
+    return SheetSpec(name, columns, bool(schema.get("additionalProperties", False)))
+
+
+@dataclass
+class RawTable:
+    """A CSV file as read: header and rows of strings, each row with its physical line number."""
+
+    path: str
+    header: list[str] = field(default_factory=list)
+    rows: list[tuple[int, list[str]]] = field(default_factory=list)
+
+
+class NotCSVError(ValueError):
+    """The file cannot be read as CSV text; the message says why."""
+
+
+_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive, e.g. an Excel .xlsx/.ods workbook; export the sheet as 'CSV UTF-8'",
+    b"\xd0\xcf\x11\xe0": "an old Excel .xls workbook; export the sheet as 'CSV UTF-8'",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip-compressed file; decompress it first",
+}
+
+
+def read_raw_table(path: str | Path) -> RawTable:
+    """Read a CSV file (UTF-8, optional BOM) keeping each row's physical line number.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    NotCSVError
+        When the file is binary, not UTF-8, or not parseable as CSV.
+    """
+    data = Path(path).read_bytes()
+    for magic, what in _MAGIC.items():
+        if data.startswith(magic):
+            raise NotCSVError(f"not a CSV text file: it looks like {what}")
+    if b"\x00" in data[:4096]:
+        raise NotCSVError("not a CSV text file: it contains binary (NUL) bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise NotCSVError(f"not UTF-8 text (undecodable byte on line {line}); save the file as 'CSV UTF-8'") from None
+    table = RawTable(str(path))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        start = 1
+        for fields in reader:
+            end = reader.line_num
+            if not table.header and not table.rows:
+                table.header = [h.strip() for h in fields]
+            elif any(f.strip() for f in fields):
+                table.rows.append((start, fields))
+            start = end + 1
+    except csv.Error as err:
+        raise NotCSVError(f"not valid CSV near line {reader.line_num}: {err}") from None
+    return table

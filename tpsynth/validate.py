@@ -1,0 +1,400 @@
+"""Validation of the extraction sheets against their schemas, the config and each other.
+
+Every problem is collected (one run reports them all) as ``FILE:LINE: column COLUMN: what is
+wrong (value found)``. Line numbers are physical lines of the file (the header is line 1).
+Only the standard library and PyYAML are used, so this runs at Snakefile parse time cheaply.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .sheets import ColumnSpec, NotCSVError, SheetSpec, read_raw_table, sheet_spec
+
+TRUE = {"true", "yes", "1"}
+FALSE = {"false", "no", "0"}
+CONTINUOUS_STATS = ("mean", "sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in one place of one file."""
+
+    file: str
+    line: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        col = f" column {self.column}:" if self.column else ""
+        return f"{where}:{col} {self.message}"
+
+
+class SheetValidationError(Exception):
+    """Raised when the sheets are invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__(format_problems(problems))
+
+
+def format_problems(problems: list[Problem]) -> str:
+    n = len(problems)
+    lines = [str(p) for p in problems]
+    lines.append(f"{n} problem{'s' if n != 1 else ''} found; nothing was written.")
+    return "\n".join(lines)
+
+
+@dataclass
+class Sheets:
+    """Typed rows of the three sheets. Each row is a dict with ``_line`` (physical line) added."""
+
+    studies: list[dict] = field(default_factory=list)
+    outcomes: list[dict] = field(default_factory=list)
+    contrasts: list[dict] = field(default_factory=list)
+    paths: dict[str, str] = field(default_factory=dict)
+    extra_study_columns: list[str] = field(default_factory=list)
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+
+
+def _parse_cell(raw: str, spec: ColumnSpec):
+    """Return (value, error message or None)."""
+    text = raw.strip()
+    if spec.type == "string":
+        if spec.enum and text not in spec.enum:
+            return None, f"must be one of {', '.join(spec.enum)} (found {_shown(text)})"
+        if spec.pattern and not re.fullmatch(spec.pattern, text):
+            return None, f"may contain only letters, digits and _ . - (found {_shown(text)})"
+        return text, None
+    if spec.type == "boolean":
+        low = text.lower()
+        if low in TRUE:
+            return True, None
+        if low in FALSE:
+            return False, None
+        return None, f"expected true or false (found {_shown(text)})"
+    try:
+        value = float(text)
+    except ValueError:
+        kind = "a whole number" if spec.type == "integer" else "a number"
+        hint = " (use a dot as decimal separator)" if re.fullmatch(r"-?\d+,\d+", text) else ""
+        return None, f"expected {kind}{hint} (found {_shown(text)})"
+    if not math.isfinite(value):
+        return None, f"expected a finite number (found {_shown(text)})"
+    if spec.type == "integer" and value != int(value):
+        return None, f"expected a whole number (found {_shown(text)})"
+    if spec.type == "integer":
+        value = int(value)
+    if spec.minimum is not None and value < spec.minimum:
+        return None, f"must be >= {spec.minimum:g} (found {_shown(text)})"
+    if spec.maximum is not None and value > spec.maximum:
+        return None, f"must be <= {spec.maximum:g} (found {_shown(text)})"
+    if spec.exclusive_minimum is not None and value <= spec.exclusive_minimum:
+        return None, f"must be > {spec.exclusive_minimum:g} (found {_shown(text)})"
+    if spec.exclusive_maximum is not None and value >= spec.exclusive_maximum:
+        return None, f"must be < {spec.exclusive_maximum:g} (found {_shown(text)})"
+    return value, None
+
+
+def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[list[dict], list[str]] | None:
+    """Read and type-check one sheet; append problems; return typed rows and extra columns."""
+    try:
+        table = read_raw_table(path)
+    except FileNotFoundError:
+        problems.append(Problem(path, None, None, "file not found"))
+        return None
+    except IsADirectoryError:
+        problems.append(Problem(path, None, None, "is a directory, expected a CSV file"))
+        return None
+    except NotCSVError as err:
+        problems.append(Problem(path, 1, None, str(err)))
+        return None
+    if not table.header or not any(table.header):
+        problems.append(Problem(path, 1, None, "file is empty (no header row)"))
+        return None
+    header = table.header
+    bad = False
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name == "":
+            problems.append(Problem(path, 1, None, f"header field {i + 1} is empty"))
+            bad = True
+        elif name in seen:
+            problems.append(Problem(path, 1, name, "column appears twice in the header"))
+            bad = True
+        seen[name] = i
+    for col in spec.required:
+        if col not in seen:
+            problems.append(Problem(path, 1, col, "required column missing"))
+            bad = True
+    extra = [h for h in header if h and h not in spec.columns]
+    if not spec.allow_extra_columns:
+        for col in extra:
+            near = difflib.get_close_matches(col, list(spec.columns), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; allowed columns are listed in config/README.md"
+            problems.append(Problem(path, 1, col, f"unknown column{hint}"))
+            bad = True
+    if not table.rows:
+        problems.append(Problem(path, 2, None, "no data rows"))
+        return None
+    if bad:
+        return None
+    rows = []
+    for line, fields in table.rows:
+        if len(fields) != len(header):
+            problems.append(
+                Problem(path, line, None, f"row has {len(fields)} fields but the header has {len(header)}")
+            )
+            continue
+        raw = dict(zip(header, fields, strict=True))
+        row: dict = {"_line": line}
+        for col, text in raw.items():
+            cspec = spec.columns.get(col)
+            if cspec is None:  # extra column (studies only): kept as text
+                row[col] = text.strip() or None
+                continue
+            if text.strip() == "":
+                row[col] = cspec.default if not cspec.required else None
+                continue
+            value, err = _parse_cell(text, cspec)
+            if err:
+                problems.append(Problem(path, line, col, err))
+                row["_invalid"] = True
+            row[col] = value
+        for col, cspec in spec.columns.items():
+            row.setdefault(col, cspec.default)
+            if not cspec.required or cspec.may_be_empty:
+                continue
+            if col in raw and raw[col].strip() == "":
+                cond = cspec.may_be_empty_if
+                if cond and (raw.get(cond) or "").strip():
+                    continue
+                extra_msg = f" (it may be blank only when {cond} is given)" if cond else ""
+                problems.append(Problem(path, line, col, f"required value is empty{extra_msg}"))
+                row["_invalid"] = True
+        rows.append(row)
+    return rows, extra
+
+
+def _check_codes(path, rows, column, declared, kind, problems, config_path):
+    for row in rows:
+        code = row.get(column)
+        if code is not None and code not in declared:
+            near = difflib.get_close_matches(code, list(declared), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            problems.append(
+                Problem(path, row["_line"], column, f"code not declared under '{kind}' in {config_path}{hint} (found {code!r})")
+            )
+
+
+def _fmt(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _check_outcome_row(path: str, row: dict, problems: list[Problem]) -> None:
+    line = row["_line"]
+    get = row.get
+    n = get("n")
+    # scale
+    smin, smax = get("scale_min"), get("scale_max")
+    scale_ok = smin is not None and smax is not None
+    if (smin is None) != (smax is None):
+        col = "scale_max" if smax is None else "scale_min"
+        problems.append(Problem(path, line, col, "scale_min and scale_max must be given together"))
+    if scale_ok and smin >= smax:
+        problems.append(Problem(path, line, "scale_min", f"scale_min must be below scale_max (found {_fmt(smin)} >= {_fmt(smax)})"))
+        scale_ok = False
+    if get("ci_low") is not None and get("ci_high") is not None and get("ci_low") > get("ci_high"):
+        problems.append(
+            Problem(path, line, "ci_low", f"ci_low is above ci_high (found {_fmt(get('ci_low'))} > {_fmt(get('ci_high'))})")
+        )
+    order = [(c, get(c)) for c in ("min", "q1", "median", "q3", "max") if get(c) is not None]
+    for (c1, v1), (c2, v2) in zip(order, order[1:], strict=False):
+        if v1 > v2:
+            problems.append(
+                Problem(path, line, c2, f"five-number summary out of order: {c1} {_fmt(v1)} > {c2} {_fmt(v2)}")
+            )
+    events = get("events")
+    if events is not None and n is not None and events > n:
+        problems.append(Problem(path, line, "events", f"events exceed n (found {events} > {n})"))
+    if scale_ok:
+        lo, hi = (smin, smax) if get("value_type") != "change" else (-(smax - smin), smax - smin)
+        for col in ("mean", "median", "q1", "q3", "min", "max"):
+            v = get(col)
+            if v is not None and not lo <= v <= hi:
+                kind = "change " if get("value_type") == "change" else ""
+                problems.append(
+                    Problem(path, line, col, f"{kind}value outside the scale {_fmt(lo)} to {_fmt(hi)} (found {_fmt(v)})")
+                )
+    if get("unusable_reason"):
+        return
+    if usable_statistics(row) is None:
+        problems.append(
+            Problem(
+                path,
+                line,
+                "unusable_reason",
+                "no usable set of statistics (n with mean and sd, se or ci_low+ci_high; n with median and "
+                "q1+q3 and/or min+max; or n with events) and no unusable_reason given",
+            )
+        )
+
+
+def usable_statistics(row: dict) -> str | None:
+    """Name the set of statistics a row can be analysed from, or None.
+
+    Returns one of ``"mean_sd"``, ``"mean_se"``, ``"mean_ci"``, ``"fivenum"``, ``"events"``.
+    """
+    g = row.get
+    if g("n") is None:
+        return None
+    if g("events") is not None:
+        return "events"
+    if g("mean") is not None:
+        if g("sd") is not None:
+            return "mean_sd"
+        if g("se") is not None:
+            return "mean_se"
+        if g("ci_low") is not None and g("ci_high") is not None:
+            return "mean_ci"
+    if g("median") is not None and (
+        (g("q1") is not None and g("q3") is not None) or (g("min") is not None and g("max") is not None)
+    ):
+        return "fivenum"
+    return None
+
+
+def _check_contrast_row(path: str, row: dict, problems: list[Problem]) -> None:
+    line = row["_line"]
+    lo, hi, est = row.get("ci_low"), row.get("ci_high"), row.get("estimate")
+    if lo is not None and hi is not None and lo > hi:
+        problems.append(Problem(path, line, "ci_low", f"ci_low is above ci_high (found {_fmt(lo)} > {_fmt(hi)})"))
+    ratio = row.get("measure") in ("RR", "OR")
+    if ratio:
+        for col in ("estimate", "ci_low", "ci_high"):
+            v = row.get(col)
+            if v is not None and v <= 0:
+                problems.append(Problem(path, line, col, f"a ratio ({row['measure']}) must be > 0 (found {_fmt(v)})"))
+    if est is not None and lo is not None and hi is not None and not lo <= est <= hi:
+        problems.append(
+            Problem(path, line, "estimate", f"estimate lies outside its CI {_fmt(lo)} to {_fmt(hi)} (found {_fmt(est)})")
+        )
+    smin, smax = row.get("scale_min"), row.get("scale_max")
+    if smin is not None and smax is not None and smin >= smax:
+        problems.append(Problem(path, line, "scale_min", f"scale_min must be below scale_max (found {_fmt(smin)} >= {_fmt(smax)})"))
+    if row.get("unusable_reason"):
+        return
+    if est is None or (row.get("se") is None and (lo is None or hi is None)):
+        problems.append(
+            Problem(path, line, "unusable_reason", "no se or ci_low+ci_high for the estimate and no unusable_reason given")
+        )
+
+
+def validate_sheets(
+    studies: str,
+    outcomes: str,
+    contrasts: str | None,
+    config: dict,
+    config_path: str = "config/config.yaml",
+) -> tuple[Sheets, list[Problem]]:
+    """Validate the three sheets; return typed rows and every problem found.
+
+    Parameters
+    ----------
+    studies, outcomes, contrasts : str
+        Paths of the sheets (``contrasts`` optional: None or a missing default file is allowed
+        only when passed as None).
+    config : dict
+        The parsed configuration (codes declared under ``interventions`` and ``outcomes``).
+    """
+    problems: list[Problem] = []
+    sheets = Sheets(paths={"studies": studies, "outcomes": outcomes, "contrasts": contrasts or ""})
+    declared_int = dict(config.get("interventions") or {})
+    declared_out = dict(config.get("outcomes") or {})
+
+    got = _read_sheet(studies, sheet_spec("studies"), problems)
+    study_lines: dict[str, int] = {}
+    if got:
+        sheets.studies, sheets.extra_study_columns = got
+        for row in sheets.studies:
+            sid = row.get("study_id")
+            if sid is None:
+                continue
+            if sid in study_lines:
+                problems.append(
+                    Problem(studies, row["_line"], "study_id", f"duplicate study_id, first on line {study_lines[sid]} (found {sid!r})")
+                )
+            else:
+                study_lines[sid] = row["_line"]
+
+    got = _read_sheet(outcomes, sheet_spec("outcomes"), problems)
+    if got:
+        sheets.outcomes = got[0]
+        keys: dict[tuple, int] = {}
+        for row in sheets.outcomes:
+            _check_outcome_row(outcomes, row, problems)
+            key = (row.get("study_id"), row.get("arm"), row.get("outcome"), row.get("timepoint_weeks"))
+            if None not in key[:3] and not row.get("unusable_reason"):
+                if key in keys:
+                    problems.append(
+                        Problem(
+                            outcomes,
+                            row["_line"],
+                            "arm",
+                            f"duplicate study+arm+outcome+timepoint, first on line {keys[key]} "
+                            f"(found {key[0]} / {key[1]} / {key[2]} / {_fmt(key[3])} weeks)",
+                        )
+                    )
+                else:
+                    keys[key] = row["_line"]
+        _check_codes(outcomes, sheets.outcomes, "intervention", declared_int, "interventions", problems, config_path)
+        _check_codes(outcomes, sheets.outcomes, "outcome", declared_out, "outcomes", problems, config_path)
+        if sheets.studies:
+            _check_study_refs(outcomes, sheets.outcomes, study_lines, studies, problems)
+
+    if contrasts:
+        got = _read_sheet(contrasts, sheet_spec("contrasts"), problems)
+        if got:
+            sheets.contrasts = got[0]
+            for row in sheets.contrasts:
+                _check_contrast_row(contrasts, row, problems)
+            _check_codes(contrasts, sheets.contrasts, "intervention", declared_int, "interventions", problems, config_path)
+            _check_codes(contrasts, sheets.contrasts, "comparator", declared_int, "interventions", problems, config_path)
+            _check_codes(contrasts, sheets.contrasts, "outcome", declared_out, "outcomes", problems, config_path)
+            if sheets.studies:
+                _check_study_refs(contrasts, sheets.contrasts, study_lines, studies, problems)
+    return sheets, problems
+
+
+def _check_study_refs(path, rows, study_lines, studies_path, problems):
+    for row in rows:
+        sid = row.get("study_id")
+        if sid is not None and sid not in study_lines:
+            near = difflib.get_close_matches(sid, list(study_lines), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            problems.append(
+                Problem(path, row["_line"], "study_id", f"unknown study, not in {studies_path}{hint} (found {sid!r})")
+            )
+
+
+def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str | Path = ".") -> Sheets:
+    """Validate the sheets named in ``config['data']`` and return them; raise on any problem."""
+    data = config["data"]
+    base = Path(base)
+
+    def p(key):
+        v = data.get(key)
+        return str(base / v) if v and base != Path(".") else v
+
+    sheets, problems = validate_sheets(p("studies"), p("outcomes"), p("contrasts"), config, config_path)
+    if problems:
+        raise SheetValidationError(problems)
+    return sheets
