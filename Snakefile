@@ -1,0 +1,49 @@
+"""Trigger-point evidence synthesis: extraction sheets -> pooled effects, figures, report.
+
+Run from the repository (or any working directory holding config/config.yaml and the sheets):
+    snakemake --cores 2
+"""
+
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+sys.path.insert(0, workflow.basedir)  # the tpsynth package sits beside this file
+
+from tpsynth.config import ConfigError, validate_config  # noqa: E402
+from tpsynth.pipeline import analysis_digest, sheet_paths  # noqa: E402
+from tpsynth.validate import format_problems, validate_sheets  # noqa: E402
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    validate_config(config)
+except ConfigError as err:
+    sys.exit(f"Invalid configuration:\n{err}")
+
+SHEETS = sheet_paths(config)
+_sheets, _problems = validate_sheets(
+    SHEETS["studies"], SHEETS["outcomes"], SHEETS.get("contrasts"), config
+)
+if _problems:
+    sys.exit("Invalid extraction sheets:\n" + format_problems(_problems))
+
+ANALYSES = sorted(config["analyses"])
+DIGESTS = {a: analysis_digest(config, _sheets, a) for a in ANALYSES}
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        rules.ingest.output,
+        rules.collect.output,
+    default_target: True

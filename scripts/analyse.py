@@ -1,0 +1,11 @@
+"""Snakemake script: run one configured analysis and write its JSON result."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")  # noqa: SIM115
+
+from tpsynth.pipeline import run_one_analysis  # noqa: E402
+
+res = run_one_analysis(snakemake.config, snakemake.wildcards.analysis_id, snakemake.output.json)
+p = res["pooled"]
+print(f"{res['analysis_id']}: k = {p['k']}, estimate = {p.get('estimate')}", file=sys.stderr)

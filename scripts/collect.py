@@ -1,0 +1,9 @@
+"""Snakemake script: assemble result tables and the final data flow from per-analysis JSON."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")  # noqa: SIM115
+
+from tpsynth.pipeline import run_collect  # noqa: E402
+
+run_collect(list(snakemake.input.analyses), snakemake.input.flow, dict(snakemake.output.items()))

@@ -1,0 +1,206 @@
+"""Run one configured analysis: study effects, pooling, subgroups, sensitivity, small-study tests.
+
+The result is a plain dict (written as ``results/analyses/{analysis_id}.json``) from which the
+tables of the output contract are assembled (:mod:`tpsynth.tables`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import ndtri
+
+from . import pooling
+from .harmonise import harmonise
+from .study_effects import build_study_effects
+from .validate import Sheets
+
+RATIO = ("RR", "OR")
+MIN_K_SMALL_STUDY = 10
+
+
+def _f(x) -> float | None:
+    """JSON-safe float: NaN and infinities become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _pooled_dict(res: pooling.PooledResult) -> dict:
+    keys = [
+        "k", "estimate", "se", "ci_low", "ci_high", "pvalue", "pi_low", "pi_high", "tau2", "tau2_ci_low",
+        "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2", "q", "q_df", "q_pvalue", "fe_estimate", "fe_se",
+        "fe_ci_low", "fe_ci_high",
+    ]  # fmt: skip
+    out = {k: _f(getattr(res, k)) for k in keys}
+    out["k"] = int(res.k)
+    out["q_df"] = None if res.q_df is None else int(res.q_df)
+    out["method"] = res.method
+    out["method_requested"] = res.method_requested
+    out["ci_method"] = res.ci_method
+    out["converged"] = bool(res.converged)
+    out["notes"] = list(res.notes)
+    return out
+
+
+def _single_study(yi: float, vi: float, level: float) -> dict:
+    z = float(ndtri(0.5 + level / 2))
+    se = math.sqrt(vi)
+    p = math.erfc(abs(yi / se) / math.sqrt(2))
+    d = dict.fromkeys(
+        ["pi_low", "pi_high", "tau2", "tau2_ci_low", "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2", "q",
+         "q_df", "q_pvalue"]
+    )  # fmt: skip
+    d.update(k=1, estimate=yi, se=se, ci_low=yi - z * se, ci_high=yi + z * se, pvalue=p, fe_estimate=yi, fe_se=se,
+             fe_ci_low=yi - z * se, fe_ci_high=yi + z * se, method="single study", method_requested="",
+             ci_method="wald", converged=True, notes=["single study: reported as is, not pooled"])  # fmt: skip
+    return d
+
+
+def _fit(yi, vi, a) -> tuple[dict, np.ndarray]:
+    if len(yi) == 1:
+        return _single_study(float(yi[0]), float(vi[0]), a["level"]), np.array([100.0])
+    res = pooling.pool(np.asarray(yi), np.asarray(vi), method=a["method"], ci=a["ci"], level=a["level"])
+    return _pooled_dict(res), np.asarray(res.weights, dtype=float)
+
+
+def _brief(d: dict) -> dict:
+    return {k: d.get(k) for k in ("k", "estimate", "ci_low", "ci_high", "tau2", "i2")}
+
+
+def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] | None = None) -> dict:
+    """Run one analysis on validated sheets.
+
+    Parameters
+    ----------
+    analysis : dict
+        Settings with defaults filled (:func:`tpsynth.config.analysis_settings`).
+    sheets : Sheets
+        Validated sheets (:func:`tpsynth.validate.load_sheets`).
+    config : dict
+        The validated configuration.
+    arms : list of dict, optional
+        Harmonised arms; computed from ``sheets`` when not given.
+    """
+    if arms is None:
+        arms, _ = harmonise(sheets)
+    studies = {s["study_id"]: s for s in sheets.studies}
+    contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
+    effects, flow = build_study_effects(analysis, arms, contrasts, studies, config)
+    level = analysis["level"]
+    z = float(ndtri(0.5 + level / 2))
+    out: dict = {
+        "analysis_id": analysis["id"],
+        "settings": {k: analysis[k] for k in sorted(analysis) if k != "id"},
+        "outcome": config["outcomes"][analysis["outcome"]],
+        "flow": flow,
+        "notes": [],
+    }
+    yi = np.array([e.yi for e in effects], dtype=float)
+    vi = np.array([e.vi for e in effects], dtype=float)
+    k = len(effects)
+    n_total = 0.0
+    n_missing = 0
+    for e in effects:
+        if e.n_intervention is None or e.n_comparator is None:
+            n_missing += 1
+        else:
+            n_total += e.n_intervention + e.n_comparator
+    if n_missing:
+        out["notes"].append(f"{n_missing} study(ies) without arm sizes: participants under-counted")
+    if k == 0:
+        out["pooled"] = {"k": 0, "notes": ["no study with usable data for this comparison"]}
+        out["studies"], out["subgroups"], out["sensitivity"] = [], [], []
+        out["small_study"] = {"k": 0, "skipped_reason": "no studies"}
+        out["pooled"]["n_participants"] = 0
+        out["pooled"]["measure"] = analysis["measure"]
+        return out
+    pooled, weights = _fit(yi, vi, analysis)
+    pooled["n_participants"] = n_total
+    pooled["measure"] = analysis["measure"]
+    out["pooled"] = pooled
+    rows = []
+    for e, w in zip(effects, weights, strict=True):
+        s = studies[e.study_id]
+        se = math.sqrt(e.vi)
+        rows.append({
+            "study_id": e.study_id, "author": s.get("author"), "year": s.get("year"), "yi": e.yi, "vi": e.vi,
+            "ci_low": e.yi - z * se, "ci_high": e.yi + z * se, "weight": float(w),
+            "n_intervention": e.n_intervention, "n_comparator": e.n_comparator, "timepoint_weeks": e.timepoint_weeks,
+            "instrument": e.instrument, "source": e.source, "derived": e.derived, "low_confidence": e.low_confidence,
+            "rob_overall": s.get("rob_overall"), "region": s.get("region"), "design": s.get("design"),
+            "arms_text": e.arms_text, "notes": e.notes,
+            "subgroup": (s.get(analysis["subgroup"]) if analysis.get("subgroup") else None),
+        })  # fmt: skip
+    out["studies"] = rows
+
+    # subgroups
+    out["subgroups"] = []
+    if analysis.get("subgroup"):
+        col = analysis["subgroup"]
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(str(r["subgroup"] if r["subgroup"] is not None else "(missing)"), []).append(i)
+        ests, ses = [], []
+        for g in sorted(groups):
+            idx = groups[g]
+            d, _ = _fit(yi[idx], vi[idx], analysis)
+            out["subgroups"].append({"subgroup": g, "column": col, **{k: d.get(k) for k in ("k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2")}})
+            ests.append(d["estimate"])
+            ses.append(d["se"])
+        if len(groups) >= 2:
+            qb, dfb, pb = pooling.subgroup_difference(np.array(ests), np.array(ses))
+            pooled.update(q_between=_f(qb), q_between_df=int(dfb), q_between_pvalue=_f(pb))
+    pooled.setdefault("q_between", None)
+    pooled.setdefault("q_between_df", None)
+    pooled.setdefault("q_between_pvalue", None)
+
+    # sensitivity
+    sens = []
+    if k >= 2:
+        loo = pooling.leave_one_out(yi, vi, method=analysis["method"], ci=analysis["ci"], level=level) if k >= 3 else []
+        if k == 2:  # leaving one out leaves a single study
+            loo_d = [_single_study(float(yi[1 - i]), float(vi[1 - i]), level) for i in range(2)]
+        else:
+            loo_d = [_pooled_dict(r) for r in loo]
+        for e, d in zip(effects, loo_d, strict=True):
+            sens.append({"kind": "leave_one_out", "study_id": e.study_id, **_brief(d)})
+        order = sorted(range(k), key=lambda i: (rows[i]["year"] is None, rows[i]["year"] or 0, i))
+        for j in range(1, k + 1):
+            idx = order[:j]
+            d, _ = _fit(yi[idx], vi[idx], analysis)
+            sens.append({"kind": "cumulative", "study_id": effects[order[j - 1]].study_id, **_brief(d)})
+    for kind, drop in (
+        ("without_high_rob", [r["rob_overall"] == "high" for r in rows]),
+        ("without_low_confidence", [bool(r["low_confidence"]) for r in rows]),
+    ):
+        if any(drop):
+            keep = [i for i in range(k) if not drop[i]]
+            if keep:
+                d, _ = _fit(yi[keep], vi[keep], analysis)
+                sens.append({"kind": kind, "study_id": ";".join(effects[i].study_id for i in range(k) if drop[i]), **_brief(d)})
+            else:
+                sens.append({"kind": kind, "study_id": "all", "k": 0, "estimate": None, "ci_low": None,
+                             "ci_high": None, "tau2": None, "i2": None})  # fmt: skip
+    out["sensitivity"] = sens
+
+    # small-study effects
+    if k >= MIN_K_SMALL_STUDY:
+        from . import small_study
+
+        eg = small_study.egger_test(yi, vi)
+        tf = small_study.trimfill(yi, vi, method=analysis["method"], ci=analysis["ci"], level=level)
+        out["small_study"] = {
+            "k": k, "egger_stat": _f(eg.statistic), "egger_pvalue": _f(eg.pvalue), "trimfill_k0": int(tf.k0),
+            "trimfill_side": tf.side, "trimfill_estimate": _f(tf.estimate), "trimfill_ci_low": _f(tf.ci_low),
+            "trimfill_ci_high": _f(tf.ci_high), "trimfill_filled_yi": [float(x) for x in tf.filled_yi],
+            "trimfill_filled_vi": [float(x) for x in tf.filled_vi], "skipped_reason": None,
+        }  # fmt: skip
+    else:
+        out["small_study"] = {
+            "k": k, "egger_stat": None, "egger_pvalue": None, "trimfill_k0": None, "trimfill_estimate": None,
+            "skipped_reason": f"k = {k} < {MIN_K_SMALL_STUDY}: small-study tests (Egger, trim-and-fill) not done",
+        }  # fmt: skip
+    return out

@@ -1,0 +1,93 @@
+"""Glue between Snakemake and the package: what each rule computes, given paths.
+
+Scripts in ``scripts/`` only unpack ``snakemake.input``/``output`` and call these functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from .config import analysis_settings
+from .validate import Sheets, load_sheets
+
+
+
+def sheet_paths(config: dict) -> dict[str, str]:
+    """The sheets named in the config (``contrasts`` only when given)."""
+    data = config["data"]
+    paths = {"studies": data["studies"], "outcomes": data["outcomes"]}
+    if data.get("contrasts"):
+        paths["contrasts"] = data["contrasts"]
+    return paths
+
+
+def _public(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def analysis_digest(config: dict, sheets: Sheets, analysis_id: str) -> str:
+    """SHA-256 of everything one analysis reads: its settings, its outcome's definition and the
+    sheet rows of its outcome with their studies.
+
+    Used as a Snakemake ``params`` value so that editing one study reruns only the analyses
+    that read that study's rows.
+    """
+    a = analysis_settings(config, analysis_id)
+    rows = [_public(r) for r in sheets.outcomes if r["outcome"] == a["outcome"]]
+    cons = [_public(r) for r in sheets.contrasts if r["outcome"] == a["outcome"]]
+    ids = {r["study_id"] for r in rows + cons}
+    studies = [_public(s) for s in sheets.studies if s["study_id"] in ids]
+    codes = {c: config["interventions"][c] for c in a["intervention"] + a["comparator"]}
+    payload = {
+        "settings": a,
+        "outcome": config["outcomes"][a["outcome"]],
+        "codes": codes,
+        "outcomes": rows,
+        "contrasts": cons,
+        "studies": studies,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_ingest(config: dict, arms_path: str, flow_path: str) -> tuple[int, int]:
+    """Validate and harmonise; write arms.csv and the ingest-stage data flow."""
+    from .harmonise import ARM_COLUMNS, harmonise
+    from .tables import FLOW_COLUMNS, write_csv
+
+    sheets = load_sheets(config)
+    arms, flow = harmonise(sheets)
+    write_csv(arms_path, ARM_COLUMNS, arms)
+    write_csv(flow_path, FLOW_COLUMNS[:-1], flow)
+    return len(arms), len(flow)
+
+
+def run_one_analysis(config: dict, analysis_id: str, out_path: str) -> dict:
+    """Run one analysis from the raw sheets and write its JSON."""
+    from .analysis import run_analysis
+    from .tables import write_json
+
+    sheets = load_sheets(config)
+    res = run_analysis(analysis_settings(config, analysis_id), sheets, config)
+    write_json(out_path, res)
+    return res
+
+
+def run_collect(analysis_jsons: list[str], ingest_flow_csv: str, outputs: dict[str, str]) -> None:
+    """Assemble the result tables and the final data flow from the per-analysis JSON files."""
+    import csv
+
+    from . import tables
+
+    results = [tables.read_json(p) for p in analysis_jsons]
+    t = tables.result_tables(results)
+    tables.write_csv(outputs["pooled"], tables.POOLED_COLUMNS, t["pooled"])
+    tables.write_csv(outputs["study_effects"], tables.STUDY_COLUMNS, t["study_effects"])
+    tables.write_csv(outputs["subgroups"], tables.SUBGROUP_COLUMNS, t["subgroups"])
+    tables.write_csv(outputs["sensitivity"], tables.SENSITIVITY_COLUMNS, t["sensitivity"])
+    tables.write_csv(outputs["small_study"], tables.SMALL_STUDY_COLUMNS, t["small_study"])
+    tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
+    with open(ingest_flow_csv, encoding="utf-8", newline="") as fh:
+        flow = list(csv.DictReader(fh))
+    tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results))

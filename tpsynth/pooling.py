@@ -1,0 +1,782 @@
+"""Inverse-variance pooling of study effect sizes (random- and common-effect models).
+
+This module is the statistical core of :mod:`tpsynth`.  It reproduces the
+intercept-only ``rma.uni()`` model of the R package *metafor* (Viechtbauer,
+2010) together with ``predict()``, ``confint()`` (Q-profile),
+``weights()``, ``leave1out()`` and ``cumul()``.  Agreement with metafor is
+checked to a relative tolerance of 1e-6 (1e-5 for Q-profile bounds) by
+``tests/test_pooling.py`` against reference values written by
+``tests/reference/make_reference.R``.
+
+Everything is computed *vectorised across analyses*: :func:`pool_many` fits
+any number of independent meta-analyses (given as one long vector of effects
+plus an integer group code per row) with ``np.bincount`` sums, simultaneous
+Fisher scoring and simultaneous safeguarded Newton/bisection root finding.
+:func:`pool`, :func:`leave_one_out` and :func:`cumulative` are thin wrappers
+around it.
+
+Estimators of the between-study variance tau^2 (``method``)
+-----------------------------------------------------------
+``"DL"``
+    DerSimonian & Laird (1986) method of moments.
+``"PM"``
+    Paule & Mandel (1982): root of the generalised Q statistic equal to k-1.
+``"REML"``, ``"ML"``
+    (Restricted) maximum likelihood by Fisher scoring started at the HE
+    estimate, exactly as metafor (Viechtbauer, 2005).
+``"HE"``
+    Hedges' variance-component (Hedges & Olkin, 1985) estimator.
+``"SJ"``
+    Sidik & Jonkman (2005) two-step estimator; see also Sidik & Jonkman (2002).
+``"EB"``
+    Empirical Bayes (Morris, 1983; Berkey et al., 1995), Fisher-scoring-type
+    iteration as in metafor.
+``"FE"``
+    Common-effect (fixed-effect) model, tau^2 = 0.
+
+Every estimate is truncated at 0 (never negative).  If the REML/ML/EB
+iteration does not converge (or PM cannot bracket its root) the analysis
+falls back to DL, as metafor does for ``method=c("REML", "DL")``; the
+fallback is reported in ``converged=False`` and in ``notes``.
+
+Confidence intervals for the pooled effect (``ci``)
+---------------------------------------------------
+``"wald"``
+    Normal-theory (metafor ``test="z"``).
+``"hksj"``
+    Hartung & Knapp (2001) / Sidik & Jonkman (2002): the variance of the
+    estimate is multiplied by the weighted residual variance
+    ``q = sum w_i (y_i - mu)^2 / (k - 1)`` and a t(k-1) distribution is used
+    (metafor ``test="knha"``).  As in metafor, ``q`` is set to 0 if the
+    weighted residual sum of squares is below machine epsilon (identical
+    effects), which gives a zero-width interval.
+``"hksj_adhoc"``
+    As ``"hksj"`` but ``q`` is floored at 1 (Knapp & Hartung, 2003; metafor
+    ``test="adhoc"``), so the interval is never narrower than the Wald one's
+    standard error.
+
+With k = 1 metafor silently switches to ``test="z"``; so does this module.
+
+Heterogeneity
+-------------
+``Q`` is Cochran's statistic under common-effect weights.  ``I2`` (percent)
+and ``H2`` follow Higgins & Thompson (2002) in metafor's parametrisation
+``I2 = 100 tau^2 / (tau^2 + s^2)``, ``H2 = tau^2 / s^2 + 1`` with the
+"typical" within-study variance ``s^2 = (k-1) sum w / ((sum w)^2 - sum w^2)``;
+for the common-effect model ``I2 = max(0, 100 (Q - (k-1)) / Q)`` and
+``H2 = Q / (k-1)``.  Confidence bounds for tau^2 use the Q-profile method
+(Viechtbauer, 2007); bounds for I2 and H2 are transformations of them.  A
+bound whose Q-profile root lies below 0 is reported as 0; the upper search
+limit is ``max(100, 10 tau^2)`` as in metafor.
+
+Prediction intervals (Higgins, Thompson & Spiegelhalter, 2009; IntHout et
+al., 2016) are ``mu +/- crit * sqrt(se^2 + tau^2)`` with ``crit`` the same
+critical value as for the confidence interval (normal for ``"wald"``,
+t(k-1) for ``"hksj"``/``"hksj_adhoc"``), which is metafor's ``predict()``
+default.  For ``"FE"`` the prediction interval equals the confidence
+interval (metafor reports none).
+
+References
+----------
+DerSimonian R, Laird N (1986). Meta-analysis in clinical trials. Controlled
+Clinical Trials 7:177-188.
+Paule RC, Mandel J (1982). Consensus values and weighting factors. Journal of
+Research of the National Bureau of Standards 87:377-385.
+Viechtbauer W (2005). Bias and efficiency of meta-analytic variance
+estimators in the random-effects model. J Educ Behav Stat 30:261-293.
+Viechtbauer W (2007). Confidence intervals for the amount of heterogeneity in
+meta-analysis. Statistics in Medicine 26:37-52.
+Viechtbauer W (2010). Conducting meta-analyses in R with the metafor package.
+Journal of Statistical Software 36(3).
+Hartung J, Knapp G (2001). On tests of the overall treatment effect in
+meta-analysis with normally distributed responses. Stat Med 20:1771-1782.
+Sidik K, Jonkman JN (2002). A simple confidence interval for meta-analysis.
+Stat Med 21:3153-3159.
+Sidik K, Jonkman JN (2005). Simple heterogeneity variance estimation for
+meta-analysis. J R Stat Soc C 54:367-384.
+Knapp G, Hartung J (2003). Improved tests for a random effects
+meta-regression with a single covariate. Stat Med 22:2693-2710.
+Higgins JPT, Thompson SG (2002). Quantifying heterogeneity in a
+meta-analysis. Stat Med 21:1539-1558.
+IntHout J, Ioannidis JPA, Borm GF (2014). The Hartung-Knapp-Sidik-Jonkman
+method for random effects meta-analysis is straightforward and considerably
+outperforms the standard DerSimonian-Laird method. BMC Med Res Methodol 14:25.
+IntHout J, Ioannidis JPA, Rovers MM, Goeman JJ (2016). Plea for routinely
+presenting prediction intervals in meta-analysis. BMJ Open 6:e010247.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "CI_METHODS",
+    "METHODS",
+    "PooledResult",
+    "cumulative",
+    "leave_one_out",
+    "pool",
+    "pool_many",
+    "subgroup_difference",
+]
+
+METHODS = ("REML", "DL", "PM", "ML", "HE", "SJ", "EB", "FE")
+CI_METHODS = ("wald", "hksj", "hksj_adhoc")
+RANDOM_METHODS = ("REML", "DL", "PM", "ML", "HE", "SJ", "EB")
+
+#: Convergence threshold on the absolute change of tau^2 (Fisher scoring).
+FS_THRESHOLD = 1e-13
+#: Maximum number of Fisher scoring iterations.
+FS_MAXITER = 10000
+#: Tolerance of the ML/REML "stuck at a local maximum" check (metafor ``tol``).
+LL_TOL = 1e-12
+#: Relative / absolute tolerance of the Newton-bisection root finder.
+ROOT_RTOL = 1e-15
+ROOT_ATOL = 1e-300
+ROOT_MAXITER = 200
+_EPS = np.finfo(float).eps
+
+_SCALAR_FIELDS = (
+    "k", "estimate", "se", "ci_low", "ci_high", "pvalue", "pi_low", "pi_high",
+    "tau2", "tau2_ci_low", "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high",
+    "h2", "q", "q_df", "q_pvalue", "fe_estimate", "fe_se", "fe_ci_low",
+    "fe_ci_high", "converged",
+)
+
+
+@dataclass(frozen=True)
+class PooledResult:
+    """Result of one meta-analysis (metafor ``rma.uni`` equivalent).
+
+    Attributes
+    ----------
+    k : int
+        Number of studies.
+    method : str
+        tau^2 estimator actually used (``"DL"`` after a fallback).
+    ci_method : str
+        ``"wald"``, ``"hksj"`` or ``"hksj_adhoc"`` (``"wald"`` when k = 1).
+    level : float
+        Confidence level, e.g. 0.95.
+    estimate, se, ci_low, ci_high, pvalue : float
+        Pooled effect, its standard error (HKSJ-scaled where requested),
+        confidence interval and two-sided p-value.
+    pi_low, pi_high : float
+        Prediction interval.
+    tau2, tau2_ci_low, tau2_ci_high : float
+        Between-study variance and its Q-profile interval (NaN for FE/k=1).
+    i2, i2_ci_low, i2_ci_high : float
+        I^2 in percent and its interval.
+    h2 : float
+        H^2.
+    q, q_df, q_pvalue : float, int, float
+        Cochran's Q, its degrees of freedom (k-1) and p-value.
+    fe_estimate, fe_se, fe_ci_low, fe_ci_high : float
+        Common-effect estimate with its Wald interval.
+    weights : numpy.ndarray
+        Study weights in percent under the fitted model.
+    converged : bool
+        False when the requested iterative estimator failed (fell back to DL).
+    method_requested : str
+        The estimator that was asked for.
+    notes : tuple of str
+        Human-readable remarks (fallbacks, k = 1, ...).
+    """
+
+    k: int
+    method: str
+    ci_method: str
+    level: float
+    estimate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    pvalue: float
+    pi_low: float
+    pi_high: float
+    tau2: float
+    tau2_ci_low: float
+    tau2_ci_high: float
+    i2: float
+    i2_ci_low: float
+    i2_ci_high: float
+    h2: float
+    q: float
+    q_df: int
+    q_pvalue: float
+    fe_estimate: float
+    fe_se: float
+    fe_ci_low: float
+    fe_ci_high: float
+    weights: np.ndarray = field(repr=False)
+    converged: bool = True
+    method_requested: str = ""
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# vectorised helpers
+# ---------------------------------------------------------------------------
+class _Groups:
+    """Grouping of rows into analyses with cached per-group sums."""
+
+    def __init__(self, g: np.ndarray, n_groups: int, v: np.ndarray):
+        self.g = g
+        self.G = n_groups
+        self.k = np.bincount(g, minlength=n_groups)
+        # the row with the smallest variance in each group is the one with the
+        # largest weight for every tau^2; "sum over the others" for that row is
+        # summed directly to avoid cancellation (one dominant study).
+        order = np.lexsort((v, g))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = g[order][1:] != g[order][:-1]
+        self.is_top = np.zeros(g.size, dtype=bool)
+        self.is_top[order[first]] = True
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        return np.bincount(self.g, weights=x, minlength=self.G)
+
+    def others(self, x: np.ndarray) -> np.ndarray:
+        """Per row: sum of ``x`` over the *other* rows of the same group."""
+        out = self.sum(x)[self.g] - x
+        top_rest = self.sum(np.where(self.is_top, 0.0, x))
+        out[self.is_top] = top_rest[self.g[self.is_top]]
+        return out
+
+
+def _fe_parts(gr: _Groups, w: np.ndarray):
+    """sum w, tr(P) and tr(P^2) of P = W - w w'/sum w, computed stably."""
+    sw = gr.sum(w)
+    ow = gr.others(w)
+    ow2 = gr.others(w * w)
+    trP = gr.sum(w * ow) / sw
+    trPP = (gr.sum(w * w * ow * ow) / sw + gr.sum(w * w * ow2) / sw) / sw
+    return sw, trP, trPP
+
+
+def _wmean(gr: _Groups, y: np.ndarray, w: np.ndarray, sw=None):
+    if sw is None:
+        sw = gr.sum(w)
+    return gr.sum(w * y) / sw
+
+
+def _qstat(gr: _Groups, y, v, tau2):
+    """Generalised Q(tau2) = sum w (y - mu_w)^2 with w = 1/(v + tau2)."""
+    w = 1.0 / (v + tau2[gr.g])
+    mu = _wmean(gr, y, w)
+    r = y - mu[gr.g]
+    return gr.sum(w * r * r), w, r
+
+
+def _solve_q(gr, y, v, target, lo, hi, active):
+    """Vectorised root of Q(tau2) = target on [lo, hi] for ``active`` groups.
+
+    Q is strictly decreasing in tau2 and Q(lo) > target > Q(hi) is assumed
+    for the active groups.  Newton steps (dQ/dtau2 = -sum w^2 r^2) are
+    safeguarded by bisection of the bracket.
+    """
+    lo = np.where(active, lo, 0.0).astype(float)
+    hi = np.where(active, hi, 0.0).astype(float)
+    x = lo.copy()
+    todo = active.copy()
+    for _ in range(ROOT_MAXITER):
+        if not todo.any():
+            break
+        q, w, r = _qstat(gr, y, v, x)
+        f = q - target
+        dq = -gr.sum(w * w * r * r)
+        lo = np.where(todo & (f > 0), x, lo)
+        hi = np.where(todo & (f <= 0), x, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = x - f / dq
+        bad = ~np.isfinite(xn) | (xn <= lo) | (xn >= hi)
+        xn = np.where(bad, 0.5 * (lo + hi), xn)
+        tol = ROOT_RTOL * np.maximum(np.abs(xn), 1e-12) + ROOT_ATOL
+        done = todo & ((np.abs(xn - x) <= tol) | (f == 0) | (hi - lo <= tol))
+        x = np.where(todo, xn, x)
+        todo &= ~done
+    return np.where(active, x, np.nan)
+
+
+def _group_mad(gr: _Groups, y: np.ndarray) -> np.ndarray:
+    """R's ``mad(y)`` (constant 1.4826) per group."""
+    med = _group_median(gr, y)
+    return 1.4826 * _group_median(gr, np.abs(y - med[gr.g]))
+
+
+def _group_median(gr: _Groups, y: np.ndarray) -> np.ndarray:
+    order = np.lexsort((y, gr.g))
+    ys = y[order]
+    start = np.concatenate(([0], np.cumsum(gr.k)[:-1]))
+    k = gr.k
+    out = np.full(gr.G, np.nan)
+    ok = k > 0
+    i1 = start + (k - 1) // 2
+    i2 = start + k // 2
+    out[ok] = 0.5 * (ys[i1[ok]] + ys[i2[ok]])
+    return out
+
+
+def _crit_and_p(z, df, level):
+    """Critical value and two-sided p-value; t with ``df`` where df is finite."""
+    alpha = 1.0 - level
+    is_t = np.isfinite(df)
+    crit = np.where(is_t, 0.0, stats.norm.isf(alpha / 2))
+    p = np.where(is_t, 0.0, 2 * stats.norm.sf(np.abs(z)))
+    if is_t.any():
+        d = df[is_t]
+        with np.errstate(invalid="ignore"):
+            crit[is_t] = np.where(d > 0, stats.t.isf(alpha / 2, np.maximum(d, 1)), np.nan)
+            p[is_t] = np.where(d > 0, 2 * stats.t.sf(np.abs(z[is_t]), np.maximum(d, 1)), np.nan)
+    p = np.where(np.isnan(z), np.nan, p)
+    return crit, p
+
+
+# ---------------------------------------------------------------------------
+# tau^2 estimators (vectorised)
+# ---------------------------------------------------------------------------
+def _tau2_he(gr, y, v):
+    k = gr.k.astype(float)
+    ybar = gr.sum(y) / k
+    rss = gr.sum((y - ybar[gr.g]) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rss - (1.0 - 1.0 / k) * gr.sum(v)) / (k - 1.0)
+
+
+def _tau2_dl(gr, y, v):
+    k = gr.k.astype(float)
+    q0, _, _ = _qstat(gr, y, v, np.zeros(gr.G))
+    _, trP, _ = _fe_parts(gr, 1.0 / v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.maximum(0.0, (q0 - (k - 1.0)) / trP)
+
+
+def _tau2_sj(gr, y, v):
+    k = gr.k.astype(float)
+    ybar = gr.sum(y) / k
+    t0 = gr.sum((y - ybar[gr.g]) ** 2) / k
+    q, _, _ = _qstat(gr, y, v, t0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.maximum(0.0, t0 * q / (k - 1.0))
+
+
+def _tau2_pm(gr, y, v):
+    """Paule-Mandel; returns (tau2, ok) with ok=False where tau2.max too low."""
+    k = gr.k.astype(float)
+    target = k - 1.0
+    zero = np.zeros(gr.G)
+    q0, _, _ = _qstat(gr, y, v, zero)
+    tau2 = np.zeros(gr.G)
+    need = (k > 1) & (q0 >= target)
+    ok = np.ones(gr.G, dtype=bool)
+    if need.any():
+        tmax = np.full(gr.G, 100.0)
+        mad = _group_mad(gr, y)
+        tmax = np.maximum(tmax, np.where(np.isfinite(mad), 10 * mad**2, 0.0))
+        qmax, _, _ = _qstat(gr, y, v, tmax)
+        ok = ~(need & (qmax > target))
+        act = need & ok
+        root = _solve_q(gr, y, v, target, zero, tmax, act)
+        tau2 = np.where(act, root, tau2)
+    return np.maximum(tau2, 0.0), ok
+
+
+def _tau2_fisher(gr, y, v, method, init):
+    """Fisher scoring for ML / REML / EB as in metafor's rma.uni().
+
+    Returns (tau2, converged).
+    """
+    k = gr.k.astype(float)
+    tau2 = np.maximum(0.0, np.nan_to_num(init, nan=0.0))
+    todo = k > 1
+    conv = np.ones(gr.G, dtype=bool)
+    it = 0
+    while todo.any():
+        it += 1
+        w = 1.0 / (v + tau2[gr.g])
+        sw = gr.sum(w)
+        mu = gr.sum(w * y) / sw
+        r = y - mu[gr.g]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if method == "REML":
+                _, trP, trPP = _fe_parts(gr, w)
+                adj = (gr.sum(w * w * r * r) - trP) / trPP
+            elif method == "ML":
+                adj = (gr.sum(w * w * r * r) - sw) / gr.sum(w * w)
+            else:  # EB
+                adj = (gr.sum(w * r * r) * k / (k - 1.0) - k) / sw
+        adj = np.where(np.isnan(adj) | ~todo, 0.0, adj)
+        neg = tau2 + adj < 0
+        while neg.any():
+            adj = np.where(neg, adj / 2, adj)
+            neg = tau2 + adj < 0
+        new = tau2 + adj
+        change = np.abs(new - tau2)
+        tau2 = np.where(todo, new, tau2)
+        todo &= change > FS_THRESHOLD
+        if it > FS_MAXITER:
+            conv &= ~todo
+            break
+    if method in ("ML", "REML"):
+        tau2 = _ll0_check(gr, y, v, tau2, method, conv)
+    return tau2, conv
+
+
+def _loglik(gr, y, v, tau2, method):
+    k = gr.k.astype(float)
+    w = 1.0 / (v + tau2[gr.g])
+    sw = gr.sum(w)
+    mu = gr.sum(w * y) / sw
+    rss = gr.sum(w * (y - mu[gr.g]) ** 2)
+    slv = gr.sum(np.log(v + tau2[gr.g]))
+    if method == "ML":
+        return -0.5 * k * np.log(2 * np.pi) - 0.5 * slv - 0.5 * rss
+    return -0.5 * (k - 1) * np.log(2 * np.pi) - 0.5 * slv - 0.5 * np.log(sw) - 0.5 * rss
+
+
+def _ll0_check(gr, y, v, tau2, method, conv):
+    """metafor: if ll(0) beats ll(tau2) the algorithm was stuck; use tau2 = 0."""
+    cand = conv & (tau2 > FS_THRESHOLD) & (gr.k > 1)
+    if not cand.any():
+        return tau2
+    ll0 = _loglik(gr, y, v, np.zeros(gr.G), method)
+    ll = _loglik(gr, y, v, tau2, method)
+    return np.where(cand & (ll0 - ll > LL_TOL), 0.0, tau2)
+
+
+def _estimate_tau2(gr, y, v, method):
+    """Return (tau2, converged) arrays; non-converged groups fall back to DL."""
+    G = gr.G
+    conv = np.ones(G, dtype=bool)
+    if method == "FE":
+        tau2 = np.zeros(G)
+    elif method == "DL":
+        tau2 = _tau2_dl(gr, y, v)
+    elif method == "HE":
+        tau2 = np.maximum(0.0, _tau2_he(gr, y, v))
+    elif method == "SJ":
+        tau2 = _tau2_sj(gr, y, v)
+    elif method == "PM":
+        tau2, conv = _tau2_pm(gr, y, v)
+    elif method in ("REML", "ML", "EB"):
+        tau2, conv = _tau2_fisher(gr, y, v, method, _tau2_he(gr, y, v))
+    else:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if not conv.all():
+        tau2 = np.where(conv, tau2, _tau2_dl(gr, y, v))
+    tau2 = np.where(gr.k == 1, 0.0, np.maximum(tau2, 0.0))
+    return tau2, conv
+
+
+# ---------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------
+def _check_inputs(yi, vi):
+    y = np.asarray(yi, dtype=float).ravel()
+    v = np.asarray(vi, dtype=float).ravel()
+    if y.shape != v.shape:
+        raise ValueError("yi and vi must have the same length")
+    if not (np.all(np.isfinite(y)) and np.all(np.isfinite(v))):
+        raise ValueError("yi and vi must be finite (remove missing studies first)")
+    if np.any(v <= 0):
+        raise ValueError("sampling variances vi must be positive")
+    return y, v
+
+
+def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
+              n_groups=None):
+    """Fit many independent meta-analyses at once (vectorised).
+
+    Parameters
+    ----------
+    yi, vi : array_like, shape (n,)
+        Effect sizes and their sampling variances (all > 0), all analyses
+        concatenated; rows need not be sorted by group.
+    group : array_like of int, shape (n,)
+        Analysis code 0..G-1 of each row.
+    method : str
+        tau^2 estimator: one of ``METHODS`` (see module docstring).
+    ci : str
+        ``"wald"``, ``"hksj"`` or ``"hksj_adhoc"``.
+    level : float
+        Confidence level (0.95).
+    tau2_ci : bool
+        Compute Q-profile intervals for tau^2 / I^2 (Viechtbauer, 2007).
+    n_groups : int, optional
+        Number of analyses G (default ``max(group) + 1``); empty groups give NaN.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        One length-G array per scalar field of :class:`PooledResult`
+        (``k``, ``estimate``, ..., ``converged``) plus ``method`` (estimator
+        used per analysis, ``"DL"`` after a fallback), ``ci_method``,
+        ``q_df`` and ``weights`` (length n, percent, aligned with the input
+        rows).
+
+    Notes
+    -----
+    REML/ML/EB use Fisher scoring started at the HE estimate and stopped when
+    the change in tau^2 is below ``FS_THRESHOLD`` (metafor's algorithm,
+    Viechtbauer 2005); analyses that do not converge within ``FS_MAXITER``
+    iterations (or, for PM, whose root lies above metafor's search limit
+    ``max(100, 10 mad(y)^2)``) fall back to DerSimonian-Laird and get
+    ``converged = False``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if ci not in CI_METHODS:
+        raise ValueError(f"unknown ci {ci!r}; expected one of {CI_METHODS}")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    y, v = _check_inputs(yi, vi)
+    g = np.asarray(group).ravel()
+    if g.shape != y.shape:
+        raise ValueError("group must have the same length as yi")
+    if g.size and (g.min() < 0 or not np.issubdtype(g.dtype, np.integer)):
+        raise ValueError("group must hold non-negative integer codes")
+    g = g.astype(np.intp)
+    G = int(n_groups) if n_groups is not None else (int(g.max()) + 1 if g.size else 0)
+    gr = _Groups(g, G, v)
+    k = gr.k.astype(float)
+    alpha = 1.0 - level
+
+    tau2, conv = _estimate_tau2(gr, y, v, method)
+
+    # --- model fit -----------------------------------------------------------
+    w = 1.0 / (v + tau2[g])
+    sw = gr.sum(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = gr.sum(w * y) / sw
+        var = 1.0 / sw
+        use_t = (ci != "wald") & (k > 1)
+        if ci != "wald":
+            rss = gr.sum(w * (y - est[g]) ** 2)
+            s2w = np.where(rss <= _EPS, 0.0, rss / (k - 1.0))
+            if ci == "hksj_adhoc":
+                s2w = np.maximum(s2w, 1.0)
+            var = np.where(use_t, s2w * var, var)
+        se = np.sqrt(var)
+        z = est / se
+    df = np.where(use_t, k - 1.0, np.inf)
+    crit, pval = _crit_and_p(z, df, level)
+    ci_low = est - crit * se
+    ci_high = est + crit * se
+    pi_half = crit * np.sqrt(var + tau2)
+    pi_low = est - pi_half
+    pi_high = est + pi_half
+
+    # --- common-effect fit and heterogeneity -----------------------------------
+    w0 = 1.0 / v
+    sw0, trP0, _ = _fe_parts(gr, w0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fe_est = gr.sum(w0 * y) / sw0
+        fe_se = np.sqrt(1.0 / sw0)
+        zc = stats.norm.isf(alpha / 2)
+        fe_lo = fe_est - zc * fe_se
+        fe_hi = fe_est + zc * fe_se
+        q = np.maximum(0.0, gr.sum(w0 * (y - fe_est[g]) ** 2))
+        qdf = k - 1.0
+        qp = np.where(k > 1, stats.chi2.sf(q, np.maximum(qdf, 1)), 1.0)
+        q = np.where(k > 1, q, 0.0)
+        vt = qdf / trP0
+        if method == "FE":
+            i2 = np.where(k > 1, np.maximum(0.0, 100 * (q - qdf) / q), 0.0)
+            i2 = np.where((k > 1) & (q == 0), 0.0, i2)
+            h2 = np.where(k > 1, q / qdf, 1.0)
+        else:
+            i2 = np.where(k > 1, 100 * tau2 / (vt + tau2), 0.0)
+            h2 = np.where(k > 1, tau2 / vt + 1.0, 1.0)
+
+    # --- Q-profile CI for tau^2 -------------------------------------------------
+    t_lo = np.full(G, np.nan)
+    t_hi = np.full(G, np.nan)
+    if tau2_ci and method != "FE":
+        t_lo, t_hi = _qprofile(gr, y, v, tau2, q, k, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        i2_lo = 100 * t_lo / (vt + t_lo)
+        i2_hi = 100 * t_hi / (vt + t_hi)
+
+    empty = gr.k == 0
+    out = {
+        "k": gr.k.copy(),
+        "estimate": est, "se": se, "ci_low": ci_low, "ci_high": ci_high,
+        "pvalue": pval, "pi_low": pi_low, "pi_high": pi_high,
+        "tau2": tau2, "tau2_ci_low": t_lo, "tau2_ci_high": t_hi,
+        "i2": i2, "i2_ci_low": i2_lo, "i2_ci_high": i2_hi, "h2": h2,
+        "q": q, "q_df": np.maximum(gr.k - 1, 0), "q_pvalue": qp,
+        "fe_estimate": fe_est, "fe_se": fe_se, "fe_ci_low": fe_lo, "fe_ci_high": fe_hi,
+        "converged": conv,
+    }
+    for key, arr in out.items():
+        if key not in ("k", "q_df", "converged") and empty.any():
+            arr = np.asarray(arr, dtype=float)
+            arr[empty] = np.nan
+            out[key] = arr
+    out["method"] = np.where(conv, method, "DL")
+    out["ci_method"] = np.where(use_t, ci, "wald")
+    out["level"] = np.full(G, level)
+    out["weights"] = 100.0 * w / sw[g]
+    return out
+
+
+def _qprofile(gr, y, v, tau2, q0, k, level):
+    """Q-profile confidence interval for tau^2 (Viechtbauer, 2007), as metafor."""
+    alpha = 1.0 - level
+    df = np.maximum(k - 1.0, 1.0)
+    crit_u = stats.chi2.isf(alpha / 2, df)
+    crit_l = stats.chi2.ppf(alpha / 2, df)
+    ok = k > 1
+    tmax = np.maximum(100.0, 10.0 * tau2)
+    qmax, _, _ = _qstat(gr, y, v, tmax)
+    zero = np.zeros(gr.G)
+    lo = np.full(gr.G, np.nan)
+    hi = np.full(gr.G, np.nan)
+    # upper bound
+    null = ok & (q0 < crit_l)
+    hi = np.where(null, 0.0, hi)
+    cap = ok & ~null & (qmax > crit_l)
+    hi = np.where(cap, tmax, hi)
+    act = ok & ~null & ~cap
+    if act.any():
+        hi = np.where(act, _solve_q(gr, y, v, crit_l, zero, tmax, act), hi)
+    # lower bound
+    capl = ok & (qmax > crit_u)
+    lo = np.where(capl, tmax, lo)
+    hi = np.where(capl, tmax, hi)
+    zl = ok & ~capl & (q0 < crit_u)
+    lo = np.where(zl, 0.0, lo)
+    act = ok & ~capl & ~zl
+    if act.any():
+        lo = np.where(act, _solve_q(gr, y, v, crit_u, zero, tmax, act), lo)
+    return lo, hi
+
+
+def _result_from(out, i, sl, method_requested, notes=()):
+    vals = {f: out[f][i] for f in _SCALAR_FIELDS}
+    conv = bool(vals.pop("converged"))
+    notes = list(notes)
+    if not conv:
+        notes.append(f"{method_requested} did not converge; fell back to DL")
+    k = int(vals.pop("k"))
+    if k == 1:
+        notes.append("k = 1: tau2 = 0 and a Wald interval are used (as metafor)")
+    return PooledResult(
+        k=k, method=str(out["method"][i]), ci_method=str(out["ci_method"][i]),
+        level=float(out["level"][i]),
+        q_df=int(vals.pop("q_df")),
+        **{f: float(x) for f, x in vals.items()},
+        weights=np.asarray(out["weights"][sl], dtype=float),
+        converged=conv, method_requested=method_requested, notes=tuple(notes),
+    )
+
+
+def pool(yi, vi, method="REML", ci="hksj", level=0.95) -> PooledResult:
+    """Pool one set of studies (metafor ``rma.uni`` + ``predict`` + ``confint``).
+
+    Parameters
+    ----------
+    yi, vi : array_like
+        Effect sizes and sampling variances (> 0).
+    method : str
+        One of ``"REML"`` (default), ``"DL"``, ``"PM"``, ``"ML"``, ``"HE"``,
+        ``"SJ"``, ``"EB"``, ``"FE"``; see the module docstring.  REML/ML/EB
+        (and PM) fall back to DL if they fail, noted in ``notes``.
+    ci : str
+        ``"hksj"`` (default, Hartung & Knapp 2001), ``"hksj_adhoc"`` (Knapp &
+        Hartung 2003) or ``"wald"``.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    PooledResult
+
+    Examples
+    --------
+    >>> r = pool([0.1, 0.3, 0.35, 0.65], [0.01, 0.02, 0.015, 0.05], method="DL", ci="wald")
+    >>> round(r.estimate, 4)
+    0.2623
+    """
+    y, v = _check_inputs(yi, vi)
+    if y.size == 0:
+        raise ValueError("at least one study is needed")
+    out = pool_many(y, v, np.zeros(y.size, dtype=np.intp), method, ci, level)
+    return _result_from(out, 0, slice(None), method)
+
+
+def _pool_subsets(y, v, subsets, method, ci, level, tau2_ci=True):
+    idx = np.concatenate(subsets)
+    grp = np.concatenate([np.full(len(s), j, dtype=np.intp) for j, s in enumerate(subsets)])
+    out = pool_many(y[idx], v[idx], grp, method, ci, level, tau2_ci=tau2_ci,
+                    n_groups=len(subsets))
+    bounds = np.concatenate(([0], np.cumsum([len(s) for s in subsets])))
+    return [_result_from(out, j, slice(bounds[j], bounds[j + 1]), method)
+            for j in range(len(subsets))]
+
+
+def leave_one_out(yi, vi, method="REML", ci="hksj", level=0.95) -> list[PooledResult]:
+    """Leave-one-out analyses (metafor ``leave1out()``).
+
+    Element ``i`` of the returned list is the analysis without study ``i``;
+    all are fitted simultaneously with :func:`pool_many`.  Weights are those
+    of the remaining k-1 studies in their original order.
+    """
+    y, v = _check_inputs(yi, vi)
+    n = y.size
+    if n < 2:
+        raise ValueError("leave-one-out needs at least two studies")
+    all_idx = np.arange(n)
+    subsets = [np.delete(all_idx, i) for i in range(n)]
+    return _pool_subsets(y, v, subsets, method, ci, level)
+
+
+def cumulative(yi, vi, order=None, method="REML", ci="hksj", level=0.95) -> list[PooledResult]:
+    """Cumulative meta-analysis (metafor ``cumul()``).
+
+    Parameters
+    ----------
+    order : array_like of int, optional
+        0-based permutation giving the order in which studies are added
+        (e.g. ``np.argsort(year)``); default the input order.  Element ``i``
+        of the result pools studies ``order[:i + 1]`` (the first one is a
+        k = 1 "analysis", for which metafor uses a Wald interval).
+    """
+    y, v = _check_inputs(yi, vi)
+    n = y.size
+    order = np.arange(n) if order is None else np.asarray(order, dtype=np.intp)
+    if sorted(order.tolist()) != list(range(n)):
+        raise ValueError("order must be a permutation of 0..k-1")
+    subsets = [order[: i + 1] for i in range(n)]
+    return _pool_subsets(y, v, subsets, method, ci, level)
+
+
+def subgroup_difference(estimates, ses) -> tuple[float, int, float]:
+    """Test for subgroup differences as RevMan does it.
+
+    ``Q_between = sum w_j (est_j - est_FE)^2`` with ``w_j = 1/se_j^2`` and
+    ``est_FE`` the inverse-variance mean of the subgroup estimates; chi-square
+    with (number of subgroups - 1) df.  Subgroups with a non-finite estimate
+    or SE (e.g. empty) are ignored.  With fewer than two subgroups the result
+    is ``(0.0, 0, 1.0)`` (metafor's convention for k = 1).
+
+    Returns
+    -------
+    (Q_between, df, p)
+    """
+    e = np.asarray(estimates, dtype=float).ravel()
+    s = np.asarray(ses, dtype=float).ravel()
+    if e.shape != s.shape:
+        raise ValueError("estimates and ses must have the same length")
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
+    e, s = e[ok], s[ok]
+    if e.size < 2:
+        return 0.0, 0, 1.0
+    w = 1.0 / s**2
+    mu = np.sum(w * e) / np.sum(w)
+    qb = float(max(0.0, np.sum(w * (e - mu) ** 2)))
+    df = int(e.size - 1)
+    return qb, df, float(stats.chi2.sf(qb, df))

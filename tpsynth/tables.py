@@ -1,0 +1,118 @@
+"""Deterministic CSV/JSON writing and the result tables of the output contract.
+
+Floats are written with ``repr`` (shortest round-trip form), missing values as empty cells, and
+rows in a fixed order, so the same input gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+POOLED_COLUMNS = [
+    "analysis_id", "measure", "method", "ci_method", "k", "n_participants", "estimate", "se", "ci_low", "ci_high",
+    "pvalue", "pi_low", "pi_high", "tau2", "tau2_ci_low", "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2", "q",
+    "q_df", "q_pvalue", "fe_estimate", "fe_ci_low", "fe_ci_high", "q_between", "q_between_df", "q_between_pvalue",
+]  # fmt: skip
+STUDY_COLUMNS = ["analysis_id", "study_id", "yi", "vi", "ci_low", "ci_high", "weight"]
+SUBGROUP_COLUMNS = ["analysis_id", "subgroup", "k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2"]
+SENSITIVITY_COLUMNS = ["analysis_id", "kind", "study_id", "k", "estimate", "ci_low", "ci_high", "tau2", "i2"]
+SMALL_STUDY_COLUMNS = ["analysis_id", "k", "egger_stat", "egger_pvalue", "trimfill_k0", "trimfill_estimate", "skipped_reason"]
+EFFECT_COLUMNS = [
+    "analysis_id", "study_id", "measure", "yi", "vi", "n_intervention", "n_comparator", "timepoint_weeks",
+    "instrument", "source", "derived", "low_confidence", "notes",
+]  # fmt: skip
+
+
+def cell(x) -> str:
+    """Text of one CSV cell: repr for floats, '' for missing, true/false for booleans."""
+    if x is None:
+        return ""
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return ""
+        return repr(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+    if isinstance(x, list | tuple):
+        return "; ".join(str(v) for v in x)
+    return str(x)
+
+
+def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
+    """Write ``rows`` (dicts) with exactly ``columns``, LF line endings, UTF-8."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([cell(r.get(c)) for c in columns])
+
+
+def write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def result_tables(results: list[dict]) -> dict[str, list[dict]]:
+    """Rows of pooled, study_effects, subgroups, sensitivity, small_study and effects tables."""
+    t: dict[str, list[dict]] = {k: [] for k in ("pooled", "study_effects", "subgroups", "sensitivity", "small_study", "effects")}
+    for res in results:
+        aid = res["analysis_id"]
+        p = dict(res["pooled"])
+        p.setdefault("measure", res["settings"]["measure"])
+        t["pooled"].append({"analysis_id": aid, **p})
+        for s in res["studies"]:
+            t["study_effects"].append({"analysis_id": aid, **s})
+            t["effects"].append({"analysis_id": aid, "measure": res["settings"]["measure"], **s})
+        for g in res["subgroups"]:
+            t["subgroups"].append({"analysis_id": aid, **g})
+        for s in res["sensitivity"]:
+            t["sensitivity"].append({"analysis_id": aid, **s})
+        t["small_study"].append({"analysis_id": aid, **res["small_study"]})
+    return t
+
+
+FLOW_COLUMNS = [
+    "sheet", "line", "study_id", "arm", "outcome", "timepoint_weeks", "source_row", "state", "reason", "analyses",
+]  # fmt: skip
+
+
+def dataflow_rows(ingest_flow: list[dict], results: list[dict]) -> list[dict]:
+    """One final state per raw row: ``used`` (with the analyses) or ``excluded`` (with the reason).
+
+    A row analysable at ingest but used by no analysis is ``excluded`` with every analysis's
+    reason for leaving it out, or "not part of any configured analysis".
+    """
+    used: dict[tuple, list[str]] = {}
+    why: dict[tuple, list[str]] = {}
+    for res in results:
+        for f in res["flow"]:
+            key = (f["sheet"], int(f["line"]))
+            if f["state"] == "used":
+                used.setdefault(key, []).append(res["analysis_id"])
+            else:
+                why.setdefault(key, []).append(f"{res['analysis_id']}: {f['reason']}")
+    rows = []
+    for f in ingest_flow:
+        key = (f["sheet"], int(f["line"]))
+        row = dict(f)
+        row["analyses"] = ""
+        if f["state"] == "excluded":
+            pass
+        elif key in used:
+            row.update(state="used", reason="", analyses=";".join(sorted(used[key])))
+        else:
+            reason = "; ".join(why[key]) if key in why else "not part of any configured analysis"
+            row.update(state="excluded", reason=reason)
+        rows.append(row)
+    return rows

@@ -1,0 +1,13 @@
+# Validate the extraction sheets and harmonise every arm to mean/SD (or events), flagging derived values.
+
+
+rule ingest:
+    input:
+        raw_sheets(),
+    output:
+        arms="data/processed/arms.csv",
+        flow="data/processed/ingest_flow.csv",
+    log:
+        "logs/ingest.log",
+    script:
+        "../../scripts/ingest.py"
