@@ -26,6 +26,11 @@ from tpsynth.pooling import (
 REF = json.loads((Path(__file__).parent / "reference" / "pooling.json").read_text())
 RTOL = 1e-6
 RTOL_QP = 1e-5
+# metafor stops Fisher scoring when |change in tau2| <= 1e-12 (absolute), so a
+# tau2 that converges towards the boundary 0 ends up as, e.g., 1.5e-13 in R and
+# 7e-14 here.  Reference values below ZERO_LEVEL are therefore compared with an
+# absolute tolerance ATOL_ZERO (exact zeros too); all others relatively.
+ZERO_LEVEL = 1e-10
 ATOL_ZERO = 1e-10
 
 
@@ -38,17 +43,17 @@ def arr(x):
 
 
 def close(actual, expected, rtol=RTOL, what=""):
-    """assert_allclose with NaN positions required to match and an absolute
-    tolerance only where the reference is exactly 0."""
+    """assert_allclose with NaN positions required to match; absolute
+    tolerance only where the reference is 0 (|ref| < ZERO_LEVEL)."""
     a = np.atleast_1d(np.asarray(actual, dtype=float))
     e = arr(expected) if not isinstance(expected, np.ndarray) else expected.astype(float)
     assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
     np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=f"{what}: NaN pattern")
     ok = ~np.isnan(e)
-    zero = ok & (e == 0)
-    nz = ok & (e != 0)
+    zero = ok & (np.abs(e) < ZERO_LEVEL)
+    nz = ok & ~zero
     np.testing.assert_allclose(a[nz], e[nz], rtol=rtol, atol=0, err_msg=what)
-    np.testing.assert_allclose(a[zero], 0.0, rtol=0, atol=ATOL_ZERO, err_msg=what)
+    np.testing.assert_allclose(a[zero], e[zero], rtol=0, atol=ATOL_ZERO, err_msg=what)
 
 
 def case_id(c):
@@ -112,8 +117,13 @@ LIST_MAP = {"estimate": "estimate", "se": "se", "ci_low": "ci_lb",
 
 
 def _check_list(results, ref):
+    # metafor leaves a fit that fails (e.g. EB not converging) as NA; ours falls
+    # back to DL and flags it.
+    failed = np.isnan(arr(ref["estimate"]))
+    assert [not r.converged for r in results] == failed.tolist()
     for ours, theirs in LIST_MAP.items():
-        close(np.array([getattr(r, ours) for r in results]), arr(ref[theirs]), what=ours)
+        got = np.array([getattr(r, ours) for r in results])
+        close(got[~failed], arr(ref[theirs])[~failed], what=ours)
 
 
 @pytest.mark.parametrize("c", LOO_CASES, ids=case_id)

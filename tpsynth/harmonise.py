@@ -69,9 +69,20 @@ def harmonise_row(row: dict) -> tuple[dict | None, str | None]:
         )
         mean, sd = float(res.mean[0]), float(res.sd[0])
         if not (math.isfinite(mean) and math.isfinite(sd)):
-            if n < 5:
+            if n < conversions.FIVENUM_MIN_N:
                 return None, "median-based summary not converted: n < 5 (as metafor conv.fivenum)"
-            return None, "median-based summary not converted: significant skewness (Shi et al. 2023 test, as metafor conv.fivenum)"
+            test = conversions.fivenum_skewness_test(
+                n, min=row.get("min"), q1=row.get("q1"), median=row.get("median"), q3=row.get("q3"), max=row.get("max")
+            )
+            if int(test.scenario[0]) == 0:
+                return None, (
+                    "median-based summary not converted: needs median with q1+q3, min+max, or all five numbers "
+                    "(metafor conv.fivenum scenarios)"
+                )
+            return None, (
+                "median-based summary not converted: significant skewness "
+                f"(Shi et al. 2023 test, T = {float(test.statistic[0]):.3f} >= {float(test.critical[0]):.3f})"
+            )
         arm.update(
             mean=mean, sd=sd, mean_method=str(res.mean_method[0]), sd_method=str(res.sd_method[0]), derived=True
         )

@@ -127,7 +127,7 @@ METHODS = ("REML", "DL", "PM", "ML", "HE", "SJ", "EB", "FE")
 CI_METHODS = ("wald", "hksj", "hksj_adhoc")
 RANDOM_METHODS = ("REML", "DL", "PM", "ML", "HE", "SJ", "EB")
 
-#: Convergence threshold on the absolute change of tau^2 (Fisher scoring).
+#: Convergence threshold of Fisher scoring: |change of tau^2| <= FS_THRESHOLD * max(1, tau^2).
 FS_THRESHOLD = 1e-13
 #: Maximum number of Fisher scoring iterations.
 FS_MAXITER = 10000
@@ -416,7 +416,7 @@ def _tau2_fisher(gr, y, v, method, init):
         new = tau2 + adj
         change = np.abs(new - tau2)
         tau2 = np.where(todo, new, tau2)
-        todo &= change > FS_THRESHOLD
+        todo &= change > FS_THRESHOLD * np.maximum(1.0, tau2)
         if it > FS_MAXITER:
             conv &= ~todo
             break

@@ -138,8 +138,8 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
     extra = [h for h in header if h and h not in spec.columns]
     if not spec.allow_extra_columns:
         for col in extra:
-            near = difflib.get_close_matches(col, list(spec.columns), n=1, cutoff=0.6)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; allowed columns are listed in config/README.md"
+            near = suggest_column(col, list(spec.columns))
+            hint = f"; did you mean {near!r}?" if near else "; allowed columns are listed in config/README.md"
             problems.append(Problem(path, 1, col, f"unknown column{hint}"))
             bad = True
     if not table.rows:
@@ -182,6 +182,26 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
                 row["_invalid"] = True
         rows.append(row)
     return rows, extra
+
+
+ALIASES = {
+    "stdev": "sd", "std": "sd", "std_dev": "sd", "standard_deviation": "sd", "sem": "se", "std_err": "se",
+    "standard_error": "se", "sample_size": "n", "n_total": "n", "average": "mean", "avg": "mean",
+    "lower": "ci_low", "upper": "ci_high", "lcl": "ci_low", "ucl": "ci_high", "iqr_low": "q1", "iqr_high": "q3",
+    "minimum": "min", "maximum": "max", "cases": "events", "study": "study_id", "group": "arm",
+    "time_weeks": "timepoint_weeks", "timepoint": "timepoint_weeks", "weeks": "timepoint_weeks",
+}  # fmt: skip
+
+
+def suggest_column(name: str, allowed: list[str]) -> str | None:
+    """The allowed column a misspelt or differently-named column most likely means."""
+    low = name.strip().lower().replace(" ", "_").replace("-", "_")
+    if low in allowed:
+        return low
+    if ALIASES.get(low) in allowed:
+        return ALIASES[low]
+    near = difflib.get_close_matches(low, allowed, n=1, cutoff=0.6)
+    return near[0] if near else None
 
 
 def _check_codes(path, rows, column, declared, kind, problems, config_path):
@@ -234,8 +254,8 @@ def _check_outcome_row(path: str, row: dict, problems: list[Problem]) -> None:
                 problems.append(
                     Problem(path, line, col, f"{kind}value outside the scale {_fmt(lo)} to {_fmt(hi)} (found {_fmt(v)})")
                 )
-    if get("unusable_reason"):
-        return
+    if get("unusable_reason") or row.get("_invalid"):
+        return  # an invalid cell is reported already; do not pile a consequence on top
     if usable_statistics(row) is None:
         problems.append(
             Problem(
@@ -283,14 +303,14 @@ def _check_contrast_row(path: str, row: dict, problems: list[Problem]) -> None:
             v = row.get(col)
             if v is not None and v <= 0:
                 problems.append(Problem(path, line, col, f"a ratio ({row['measure']}) must be > 0 (found {_fmt(v)})"))
-    if est is not None and lo is not None and hi is not None and not lo <= est <= hi:
+    if est is not None and lo is not None and hi is not None and lo <= hi and not lo <= est <= hi:
         problems.append(
             Problem(path, line, "estimate", f"estimate lies outside its CI {_fmt(lo)} to {_fmt(hi)} (found {_fmt(est)})")
         )
     smin, smax = row.get("scale_min"), row.get("scale_max")
     if smin is not None and smax is not None and smin >= smax:
         problems.append(Problem(path, line, "scale_min", f"scale_min must be below scale_max (found {_fmt(smin)} >= {_fmt(smax)})"))
-    if row.get("unusable_reason"):
+    if row.get("unusable_reason") or row.get("_invalid"):
         return
     if est is None or (row.get("se") is None and (lo is None or hi is None)):
         problems.append(
@@ -371,6 +391,8 @@ def validate_sheets(
             _check_codes(contrasts, sheets.contrasts, "outcome", declared_out, "outcomes", problems, config_path)
             if sheets.studies:
                 _check_study_refs(contrasts, sheets.contrasts, study_lines, studies, problems)
+    order = {studies: 0, outcomes: 1, contrasts: 2}
+    problems.sort(key=lambda p: (order.get(p.file, 3), p.line or 0))
     return sheets, problems
 
 
