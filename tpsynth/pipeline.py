@@ -12,7 +12,6 @@ from .config import analysis_settings
 from .validate import Sheets, load_sheets
 
 
-
 def sheet_paths(config: dict) -> dict[str, str]:
     """The sheets named in the config (``contrasts`` only when given)."""
     data = config["data"]

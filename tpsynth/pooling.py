@@ -252,8 +252,9 @@ def _fe_parts(gr: _Groups, w: np.ndarray):
     sw = gr.sum(w)
     ow = gr.others(w)
     ow2 = gr.others(w * w)
-    trP = gr.sum(w * ow) / sw
-    trPP = (gr.sum(w * w * ow * ow) / sw + gr.sum(w * w * ow2) / sw) / sw
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trP = gr.sum(w * ow) / sw
+        trPP = (gr.sum(w * w * ow * ow) / sw + gr.sum(w * w * ow2) / sw) / sw
     return sw, trP, trPP
 
 

@@ -1,0 +1,128 @@
+"""The Snakemake workflow end to end on the fixture workspace, run from another directory."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+
+RESULT_FILES = [
+    "results/pooled.csv", "results/study_effects.csv", "results/subgroups.csv", "results/sensitivity.csv",
+    "results/small_study.csv", "data/processed/effects.csv", "data/processed/dataflow.csv", "data/processed/arms.csv",
+    "results/analyses/pain_smd.json", "results/analyses/pain_md.json", "results/analyses/resp_rr.json",
+]  # fmt: skip
+
+
+def smk(wd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    return subprocess.run([*SNAKEMAKE, "-d", str(wd), "-c", "2", *args], capture_output=True, text=True, env=env)
+
+
+def digest(wd: Path) -> dict[str, str]:
+    return {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in RESULT_FILES}
+
+
+@pytest.fixture(scope="module")
+def run_once(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wd1")
+    shutil.copytree(FIXTURE, wd, dirs_exist_ok=True)
+    raw_before = {p.name: p.read_bytes() for p in (wd / "data/raw").iterdir()}
+    run = smk(wd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return wd, raw_before
+
+
+def test_outputs_written_under_workdir(run_once):
+    wd, _ = run_once
+    for f in RESULT_FILES:
+        assert (wd / f).is_file(), f
+    assert not (ROOT / "results" / "analyses" / "resp_rr.json").exists(), "wrote into the repository, not -d"
+
+
+def test_raw_data_untouched(run_once):
+    wd, raw_before = run_once
+    assert {p.name: p.read_bytes() for p in (wd / "data/raw").iterdir()} == raw_before
+
+
+def test_every_raw_row_has_one_final_state(run_once):
+    wd, _ = run_once
+    flow = list(csv.DictReader((wd / "data/processed/dataflow.csv").open()))
+    n_out = sum(1 for _ in (wd / "data/raw/outcomes.csv").open()) - 1
+    n_con = sum(1 for _ in (wd / "data/raw/contrasts.csv").open()) - 1
+    assert len(flow) == n_out + n_con
+    assert {r["state"] for r in flow} <= {"used", "excluded"}
+    for r in flow:
+        assert (r["state"] == "used") == bool(r["analyses"]), r
+        assert (r["state"] == "excluded") == bool(r["reason"]), r
+    by_line = {(r["sheet"], r["line"]): r for r in flow}
+    assert by_line[("outcomes", "19")]["reason"] == "unusable as extracted: SD not reported"
+    assert "non-randomised" in by_line[("outcomes", "17")]["reason"]
+    assert "drop00" in by_line[("outcomes", "11")]["reason"]
+
+
+def test_pooled_table_contract(run_once):
+    wd, _ = run_once
+    rows = list(csv.DictReader((wd / "results/pooled.csv").open()))
+    assert [r["analysis_id"] for r in rows] == ["pain_md", "pain_smd", "resp_rr"]
+    assert list(rows[0]) == [
+        "analysis_id", "measure", "method", "ci_method", "k", "n_participants", "estimate", "se", "ci_low", "ci_high",
+        "pvalue", "pi_low", "pi_high", "tau2", "tau2_ci_low", "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2",
+        "q", "q_df", "q_pvalue", "fe_estimate", "fe_ci_low", "fe_ci_high", "q_between", "q_between_df",
+        "q_between_pvalue",
+    ]  # fmt: skip
+    md = rows[0]
+    assert (md["measure"], md["method"], md["ci_method"], md["k"]) == ("MD", "REML", "wald", "4")
+    # 20+20 (a2001) + 15+14+15 (b2005, three arms) + 30+30 (c2010) + 62+62 (e2020 contrast)
+    assert float(md["n_participants"]) == 268
+
+
+def test_rerun_does_nothing_and_is_identical(run_once, tmp_path):
+    wd, _ = run_once
+    again = smk(wd)
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stderr + again.stdout
+    # a fresh run elsewhere gives byte-identical files
+    wd2 = tmp_path / "wd2"
+    shutil.copytree(FIXTURE, wd2)
+    run = smk(wd2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert digest(wd2) == digest(wd)
+
+
+def test_editing_one_study_reruns_only_its_analyses(run_once, tmp_path):
+    wd = tmp_path / "wd3"
+    shutil.copytree(run_once[0], wd, symlinks=True)
+    p = wd / "data/raw/outcomes.csv"
+    text = p.read_text()
+    old = "c2010,usual,usual,resp,responders,true,1,final,30,,,,,,,,,,,4,"
+    assert old in text
+    p.write_text(text.replace(old, old.replace(",4,", ",5,")))
+    dry = smk(wd, "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr
+    out = dry.stdout + dry.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert jobs.get("analyse") == "1", out  # only resp_rr reads that row
+    assert "ingest" in jobs and "collect" in jobs
+
+
+def test_invalid_sheet_stops_before_any_output(tmp_path):
+    wd = tmp_path / "bad"
+    shutil.copytree(FIXTURE, wd)
+    p = wd / "data/raw/outcomes.csv"
+    p.write_text(p.read_text().replace(",30,15,", ",30,-15,"))
+    run = smk(wd)
+    assert run.returncode == 1
+    assert "data/raw/outcomes.csv:2: column sd: must be > 0 (found '-15')" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (wd / "results").exists() and not (wd / "data/processed").exists()
