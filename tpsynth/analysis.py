@@ -95,6 +95,9 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         "analysis_id": analysis["id"],
         "settings": {k: analysis[k] for k in sorted(analysis) if k != "id"},
         "outcome": config["outcomes"][analysis["outcome"]],
+        "labels": {
+            side: [config["interventions"][c]["label"] for c in analysis[side]] for side in ("intervention", "comparator")
+        },
         "flow": flow,
         "notes": [],
     }
