@@ -13,7 +13,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)  # the tpsynth package sits beside this file
 
 from tpsynth.config import ConfigError, validate_config  # noqa: E402
-from tpsynth.pipeline import analysis_digest, sheet_paths  # noqa: E402
+from tpsynth.pipeline import analysis_digest, code_digest, package_files, sheet_paths  # noqa: E402
 from tpsynth.validate import format_problems, validate_sheets  # noqa: E402
 
 
@@ -34,7 +34,8 @@ if _problems:
     sys.exit("Invalid extraction sheets:\n" + format_problems(_problems))
 
 ANALYSES = sorted(config["analyses"])
-DIGESTS = {a: analysis_digest(config, _sheets, a) for a in ANALYSES}
+CODE_DIGEST = code_digest()
+DIGESTS = {a: analysis_digest(config, _sheets, a, CODE_DIGEST) for a in ANALYSES}
 
 
 include: "workflow/rules/common.smk"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 from .config import analysis_settings
 from .validate import Sheets, load_sheets
@@ -25,7 +26,23 @@ def _public(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def analysis_digest(config: dict, sheets: Sheets, analysis_id: str) -> str:
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def package_files() -> list[str]:
+    """The package's source files (rule inputs, so a code change reruns the rules that use it)."""
+    return sorted(str(p) for p in PACKAGE_DIR.rglob("*.py"))
+
+
+def code_digest() -> str:
+    """SHA-256 of the package's source: part of every analysis digest, so results never go stale."""
+    h = hashlib.sha256()
+    for f in package_files():
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def analysis_digest(config: dict, sheets: Sheets, analysis_id: str, code: str = "") -> str:
     """SHA-256 of everything one analysis reads: its settings, its outcome's definition and the
     sheet rows of its outcome with their studies.
 
@@ -45,6 +62,7 @@ def analysis_digest(config: dict, sheets: Sheets, analysis_id: str) -> str:
         "outcomes": rows,
         "contrasts": cons,
         "studies": studies,
+        "code": code,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -22,6 +22,7 @@ rule collect:
     input:
         analyses=expand("results/analyses/{analysis_id}.json", analysis_id=ANALYSES),
         flow="data/processed/ingest_flow.csv",
+        code=package_files(),
     output:
         pooled="results/pooled.csv",
         study_effects="results/study_effects.csv",

@@ -4,6 +4,7 @@
 rule ingest:
     input:
         raw_sheets(),
+        package_files(),
     output:
         arms="data/processed/arms.csv",
         flow="data/processed/ingest_flow.csv",
