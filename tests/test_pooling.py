@@ -97,6 +97,8 @@ def test_pool_matches_metafor(c):
     assert r.k == out["k"] == len(arr(c["yi"]))
     assert r.converged
     assert r.method == c["method"]
+    halved = any("half steps" in n for n in r.notes)
+    assert halved == out["stepadj"]  # metafor needed control=list(stepadj=0.5) too
     for ours, theirs in FIELD_MAP.items():
         close(getattr(r, ours), out[theirs], what=ours)
     assert r.q_df == max(r.k - 1, 0)
@@ -124,10 +126,14 @@ LIST_MAP = {"estimate": "estimate", "se": "se", "ci_low": "ci_lb",
 
 
 def _check_list(results, ref):
-    # metafor leaves a fit that fails (e.g. EB not converging) as NA; ours falls
-    # back to DL and flags it.
+    # metafor leaves a fit that fails (e.g. EB oscillating) as NA; ours retries
+    # with half steps (or falls back to DL) and says so in the notes.
     failed = np.isnan(arr(ref["estimate"]))
-    assert [not r.converged for r in results] == failed.tolist()
+    # (Where the full-data fit needed stepadj, metafor uses it for every
+    # leave-one-out fit; ours retries per fit, so only failures are checked.)
+    for r, f in zip(results, failed, strict=True):
+        if f:
+            assert any("half steps" in n or "fell back" in n for n in r.notes)
     for ours, theirs in LIST_MAP.items():
         got = np.array([getattr(r, ours) for r in results])
         close(got[~failed], arr(ref[theirs])[~failed], what=ours)
@@ -221,10 +227,12 @@ def test_against_statsmodels(c, method, sm_method):
     y, v = arr(c["yi"]), arr(c["vi"])
     sm = combine_effects(y, v, method_re=sm_method)
     r = pool(y, v, method=method, ci="wald")
+    # statsmodels' PM iteration stops at a looser tolerance than ours/metafor's
+    rtol = 1e-9 if method == "DL" else 1e-5
     if sm.tau2 > 0:
-        np.testing.assert_allclose(r.tau2, sm.tau2, rtol=1e-6)
-        np.testing.assert_allclose(r.estimate, sm.mean_effect_re, rtol=1e-6)
-        np.testing.assert_allclose(r.se, sm.sd_eff_w_re, rtol=1e-6)
+        np.testing.assert_allclose(r.tau2, sm.tau2, rtol=rtol)
+        np.testing.assert_allclose(r.estimate, sm.mean_effect_re, rtol=rtol)
+        np.testing.assert_allclose(r.se, sm.sd_eff_w_re, rtol=rtol)
     else:
         # statsmodels DL can be negative; ours is truncated and equals the FE fit
         assert r.tau2 == 0

@@ -119,6 +119,7 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         out["small_study"] = {"k": 0, "skipped_reason": "no studies"}
         out["pooled"]["n_participants"] = 0
         out["pooled"]["measure"] = analysis["measure"]
+        _add_certainty(out, config)
         return out
     pooled, weights = _fit(yi, vi, analysis)
     pooled["n_participants"] = n_total
@@ -134,7 +135,8 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
             "n_intervention": e.n_intervention, "n_comparator": e.n_comparator, "timepoint_weeks": e.timepoint_weeks,
             "instrument": e.instrument, "source": e.source, "derived": e.derived, "low_confidence": e.low_confidence,
             "rob_overall": s.get("rob_overall"), "region": s.get("region"), "design": s.get("design"),
-            "arms_text": e.arms_text, "notes": e.notes,
+            "arms_text": e.arms_text, "notes": e.notes, "comparator_sd_ref": e.comparator_sd_ref,
+            "comparator_risk": e.comparator_risk, "extraction_confidence": s.get("extraction_confidence"),
             "subgroup": (s.get(analysis["subgroup"]) if analysis.get("subgroup") else None),
         })  # fmt: skip
     out["studies"] = rows
@@ -189,21 +191,47 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
                              "ci_high": None, "tau2": None, "i2": None})  # fmt: skip
     out["sensitivity"] = sens
 
-    # small-study effects
+    out["small_study"] = _small_study(yi, vi, analysis)
+    _add_certainty(out, config)
+    return out
+
+
+def _add_certainty(out: dict, config: dict) -> None:
+    """Caveats, GRADE rating and plain-language statement (tpsynth.certainty) into the result."""
+    from . import certainty
+
+    rules = certainty.rules_from_config(config)
+    target = (config.get("target") or {}).get("regions")
+    c = certainty.compute_caveats(out, rules, target)
+    level, reasons = certainty.grade(out, c, rules)
+    out["caveats"] = {f: getattr(c, f) for f in c.__dataclass_fields__}
+    out["caveat_sentences"] = certainty.caveat_sentences(out, c)
+    out["pooled"].update(
+        certainty=level, certainty_reasons="; ".join(reasons) if reasons else "no downgrade",
+        ois=c.ois, n_over_ois=c.n_over_ois, small_trial_weight=c.small_trial_weight, largest_weight=c.largest_weight,
+        high_rob_weight=c.high_rob_weight, derived_weight=c.derived_weight, low_confidence_weight=c.low_confidence_weight,
+        off_target_weight=c.off_target_weight, ci_crosses_null=c.ci_crosses_null, ci_crosses_mid=c.ci_crosses_mid,
+    )  # fmt: skip
+    out["plain_language"] = certainty.plain_language(out, level, c)
+    out["smd_in_points"] = certainty.smd_in_points(out, c)
+
+
+def _small_study(yi, vi, analysis) -> dict:
+    """Egger's test and trim-and-fill when k >= 10, otherwise the reason they were not done."""
+    k = len(yi)
+    level = analysis["level"]
     if k >= MIN_K_SMALL_STUDY:
         from . import small_study
 
         eg = small_study.egger_test(yi, vi)
         tf = small_study.trimfill(yi, vi, method=analysis["method"], ci=analysis["ci"], level=level)
-        out["small_study"] = {
+        return {
             "k": k, "egger_stat": _f(eg.statistic), "egger_pvalue": _f(eg.pvalue), "trimfill_k0": int(tf.k0),
             "trimfill_side": tf.side, "trimfill_estimate": _f(tf.estimate), "trimfill_ci_low": _f(tf.ci_low),
             "trimfill_ci_high": _f(tf.ci_high), "trimfill_filled_yi": [float(x) for x in tf.filled_yi],
             "trimfill_filled_vi": [float(x) for x in tf.filled_vi], "skipped_reason": None,
         }  # fmt: skip
-    else:
-        out["small_study"] = {
+    return {
             "k": k, "egger_stat": None, "egger_pvalue": None, "trimfill_k0": None, "trimfill_estimate": None,
             "skipped_reason": f"k = {k} < {MIN_K_SMALL_STUDY}: small-study tests (Egger, trim-and-fill) not done",
         }  # fmt: skip
-    return out

@@ -63,6 +63,8 @@ def analysis_digest(config: dict, sheets: Sheets, analysis_id: str, code: str = 
         "contrasts": cons,
         "studies": studies,
         "code": code,
+        "certainty": config.get("certainty"),
+        "target": config.get("target"),
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

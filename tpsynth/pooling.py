@@ -36,8 +36,10 @@ Estimators of the between-study variance tau^2 (``method``)
 
 Every estimate is truncated at 0 (never negative).  If the REML/ML/EB
 iteration does not converge (or PM cannot bracket its root) the analysis
-falls back to DL, as metafor does for ``method=c("REML", "DL")``; the
-fallback is reported in ``converged=False`` and in ``notes``.
+is first retried with half Fisher-scoring steps (metafor's documented
+remedy ``control=list(stepadj=0.5)``), and if that fails too it falls back
+to DL, as metafor does for ``method=c("REML", "DL")``; the fallback is
+reported in ``converged=False`` and in ``notes``.
 
 Confidence intervals for the pooled effect (``ci``)
 ---------------------------------------------------
@@ -129,8 +131,8 @@ RANDOM_METHODS = ("REML", "DL", "PM", "ML", "HE", "SJ", "EB")
 
 #: Convergence threshold of Fisher scoring: |change of tau^2| <= FS_THRESHOLD * max(1, tau^2).
 FS_THRESHOLD = 1e-13
-#: Maximum number of Fisher scoring iterations.
-FS_MAXITER = 10000
+#: Maximum number of Fisher scoring iterations (per attempt).
+FS_MAXITER = 1000
 #: Tolerance of the ML/REML "stuck at a local maximum" check (metafor ``tol``).
 LL_TOL = 1e-12
 #: Relative / absolute tolerance of the Newton-bisection root finder.
@@ -385,19 +387,28 @@ def _tau2_pm(gr, y, v):
     return np.maximum(tau2, 0.0), ok
 
 
-def _tau2_fisher(gr, y, v, method, init):
-    """Fisher scoring for ML / REML / EB as in metafor's rma.uni().
+def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter):
+    """Fisher scoring iterations on the groups in ``g`` (codes 0..G-1).
 
+    Work is compacted to the still-iterating groups as they converge, so a
+    few slow or oscillating analyses do not cost a pass over all rows.
     Returns (tau2, converged).
     """
-    k = gr.k.astype(float)
-    tau2 = np.maximum(0.0, np.nan_to_num(init, nan=0.0))
-    todo = k > 1
-    conv = np.ones(gr.G, dtype=bool)
-    it = 0
-    while todo.any():
-        it += 1
-        w = 1.0 / (v + tau2[gr.g])
+    tau2 = tau2.copy()
+    conv = np.zeros(G, dtype=bool)
+    ids = np.arange(G)           # working group -> original group
+    gr = _Groups(g, G, v)
+    conv[gr.k <= 1] = True
+    active = gr.k > 1
+    if not active.all():
+        keep = active[g]
+        y, v, g, ids, gr = _compact(y, v, g, ids, active, keep)
+    t = tau2[ids]
+    for _ in range(maxiter + 1):
+        if ids.size == 0:
+            break
+        k = gr.k.astype(float)
+        w = 1.0 / (v + t[gr.g])
         sw = gr.sum(w)
         mu = gr.sum(w * y) / sw
         r = y - mu[gr.g]
@@ -409,21 +420,63 @@ def _tau2_fisher(gr, y, v, method, init):
                 adj = (gr.sum(w * w * r * r) - sw) / gr.sum(w * w)
             else:  # EB
                 adj = (gr.sum(w * r * r) * k / (k - 1.0) - k) / sw
-        adj = np.where(np.isnan(adj) | ~todo, 0.0, adj)
-        neg = tau2 + adj < 0
-        while neg.any():
-            adj = np.where(neg, adj / 2, adj)
-            neg = tau2 + adj < 0
-        new = tau2 + adj
-        change = np.abs(new - tau2)
-        tau2 = np.where(todo, new, tau2)
-        todo &= change > FS_THRESHOLD * np.maximum(1.0, tau2)
-        if it > FS_MAXITER:
-            conv &= ~todo
-            break
+        adj = np.where(np.isnan(adj), 0.0, adj) * stepadj
+        # metafor halves the step while tau2 + adj < tau2.min = 0; at tau2 = 0
+        # that ends with adj underflowing to 0
+        adj = np.where((t == 0) & (adj < 0), 0.0, adj)
+        neg = np.flatnonzero(t + adj < 0)
+        while neg.size:
+            adj[neg] /= 2
+            neg = neg[t[neg] + adj[neg] < 0]
+        new = t + adj
+        done = np.abs(new - t) <= FS_THRESHOLD * np.maximum(1.0, new)
+        t = new
+        if done.any():
+            tau2[ids[done]] = t[done]
+            conv[ids[done]] = True
+            still = ~done
+            if not still.any():
+                ids, t = ids[still], t[still]
+                break
+            y, v, g, ids, gr = _compact(y, v, gr.g, ids, still, still[gr.g])
+            t = t[still]
+    tau2[ids] = t  # not converged: last iterate (unused)
+    return tau2, conv
+
+
+def _compact(y, v, g, ids, keep_groups, keep_rows):
+    remap = np.cumsum(keep_groups) - 1
+    g2 = remap[g[keep_rows]]
+    y2, v2 = y[keep_rows], v[keep_rows]
+    ids2 = ids[keep_groups]
+    return y2, v2, g2, ids2, _Groups(g2, ids2.size, v2)
+
+
+def _tau2_fisher(gr, y, v, method, init):
+    """Fisher scoring for ML / REML / EB as in metafor's rma.uni().
+
+    Starts at max(0, HE) and stops when the change in tau^2 is at most
+    ``FS_THRESHOLD * max(1, tau^2)``.  Analyses that have not converged after
+    ``FS_MAXITER`` iterations are retried with half steps (metafor's
+    ``control=list(stepadj=0.5)`` remedy).  Returns (tau2, converged, halved).
+    """
+    tau2 = np.maximum(0.0, np.nan_to_num(init, nan=0.0))
+    tau2, conv = _fisher_steps(y, v, gr.g, gr.G, method, tau2, 1.0, FS_MAXITER)
+    halved = np.zeros(gr.G, dtype=bool)
+    if not conv.all():
+        retry = ~conv
+        rows = retry[gr.g]
+        sub_ids = np.flatnonzero(retry)
+        remap = np.cumsum(retry) - 1
+        t0 = np.maximum(0.0, np.nan_to_num(init[sub_ids], nan=0.0))
+        t2, c2 = _fisher_steps(y[rows], v[rows], remap[gr.g[rows]], sub_ids.size,
+                               method, t0, 0.5, FS_MAXITER)
+        tau2[sub_ids] = t2
+        conv[sub_ids] = c2
+        halved[sub_ids] = c2
     if method in ("ML", "REML"):
         tau2 = _ll0_check(gr, y, v, tau2, method, conv)
-    return tau2, conv
+    return tau2, conv, halved
 
 
 def _loglik(gr, y, v, tau2, method):
@@ -449,9 +502,10 @@ def _ll0_check(gr, y, v, tau2, method, conv):
 
 
 def _estimate_tau2(gr, y, v, method):
-    """Return (tau2, converged) arrays; non-converged groups fall back to DL."""
+    """Return (tau2, converged, halved) arrays; non-converged groups fall back to DL."""
     G = gr.G
     conv = np.ones(G, dtype=bool)
+    halved = np.zeros(G, dtype=bool)
     if method == "FE":
         tau2 = np.zeros(G)
     elif method == "DL":
@@ -463,13 +517,13 @@ def _estimate_tau2(gr, y, v, method):
     elif method == "PM":
         tau2, conv = _tau2_pm(gr, y, v)
     elif method in ("REML", "ML", "EB"):
-        tau2, conv = _tau2_fisher(gr, y, v, method, _tau2_he(gr, y, v))
+        tau2, conv, halved = _tau2_fisher(gr, y, v, method, _tau2_he(gr, y, v))
     else:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if not conv.all():
         tau2 = np.where(conv, tau2, _tau2_dl(gr, y, v))
     tau2 = np.where(gr.k == 1, 0.0, np.maximum(tau2, 0.0))
-    return tau2, conv
+    return tau2, conv, halved
 
 
 # ---------------------------------------------------------------------------
@@ -521,10 +575,12 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     Notes
     -----
     REML/ML/EB use Fisher scoring started at the HE estimate and stopped when
-    the change in tau^2 is below ``FS_THRESHOLD`` (metafor's algorithm,
-    Viechtbauer 2005); analyses that do not converge within ``FS_MAXITER``
-    iterations (or, for PM, whose root lies above metafor's search limit
-    ``max(100, 10 mad(y)^2)``) fall back to DerSimonian-Laird and get
+    the change in tau^2 is below ``FS_THRESHOLD * max(1, tau^2)`` (metafor's
+    algorithm, Viechtbauer 2005).  Analyses that do not converge within
+    ``FS_MAXITER`` iterations (Fisher scoring can oscillate) are retried with
+    half steps (metafor's ``stepadj=0.5`` remedy; flagged in ``step_halved``);
+    those that still fail (or, for PM, whose root lies above metafor's search
+    limit ``max(100, 10 mad(y)^2)``) fall back to DerSimonian-Laird and get
     ``converged = False``.
     """
     if method not in METHODS:
@@ -545,7 +601,7 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     k = gr.k.astype(float)
     alpha = 1.0 - level
 
-    tau2, conv = _estimate_tau2(gr, y, v, method)
+    tau2, conv, halved = _estimate_tau2(gr, y, v, method)
 
     # --- model fit -----------------------------------------------------------
     w = 1.0 / (v + tau2[g])
@@ -610,10 +666,10 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
         "i2": i2, "i2_ci_low": i2_lo, "i2_ci_high": i2_hi, "h2": h2,
         "q": q, "q_df": np.maximum(gr.k - 1, 0), "q_pvalue": qp,
         "fe_estimate": fe_est, "fe_se": fe_se, "fe_ci_low": fe_lo, "fe_ci_high": fe_hi,
-        "converged": conv,
+        "converged": conv, "step_halved": halved,
     }
     for key, arr in out.items():
-        if key not in ("k", "q_df", "converged") and empty.any():
+        if key not in ("k", "q_df", "converged", "step_halved") and empty.any():
             arr = np.asarray(arr, dtype=float)
             arr[empty] = np.nan
             out[key] = arr
@@ -662,6 +718,9 @@ def _result_from(out, i, sl, method_requested, notes=()):
     notes = list(notes)
     if not conv:
         notes.append(f"{method_requested} did not converge; fell back to DL")
+    if bool(out["step_halved"][i]):
+        notes.append(f"{method_requested} Fisher scoring oscillated; converged with "
+                     "half steps (metafor control stepadj=0.5)")
     k = int(vals.pop("k"))
     if k == 1:
         notes.append("k = 1: tau2 = 0 and a Wald interval are used (as metafor)")

@@ -46,6 +46,8 @@ class StudyEffect:
     source: str  # "arms" or "contrast"
     derived: bool
     low_confidence: bool
+    comparator_sd_ref: float | None = None  # comparator-arm SD on the outcome's reference scale
+    comparator_risk: float | None = None  # comparator-arm events / n
     arms_text: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     lines: list[tuple[str, int]] = field(default_factory=list)
@@ -120,6 +122,14 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
         if bool(a0["higher_is_better"]) != bool(outcome_cfg.get("higher_is_better", False)):
             yi = -yi
             notes.append(f"sign flipped: {a0['instrument']} has the opposite direction to the outcome")
+    cmp_sd_ref = cmp_risk = None
+    if dichotomous:
+        cmp_risk = cc["events"] / cc["n"]
+    else:
+        ref = outcome_cfg.get("reference_scale")
+        smin, smax = a0.get("scale_min"), a0.get("scale_max")
+        if ref is not None and smin is not None and smax is not None:
+            cmp_sd_ref = cc["sd"] * (ref[1] - ref[0]) / (smax - smin)
     if len(int_arms) > 1 or len(cmp_arms) > 1:
         notes.append(f"{len(int_arms)} intervention and {len(cmp_arms)} comparator arms combined (Handbook Table 6.5.a)")
     if not (math.isfinite(yi) and math.isfinite(vi) and vi > 0):
@@ -127,7 +137,7 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
     eff = StudyEffect(
         study_id=sid, yi=yi, vi=vi, n_intervention=ci["n"], n_comparator=cc["n"],
         timepoint_weeks=a0["timepoint_weeks"], instrument=a0["instrument"], source="arms",
-        derived=any(a["derived"] for a in int_arms + cmp_arms),
+        derived=any(a["derived"] for a in int_arms + cmp_arms), comparator_sd_ref=cmp_sd_ref, comparator_risk=cmp_risk,
         low_confidence=any(_low(a.get("extraction_confidence")) for a in int_arms + cmp_arms),
         arms_text={"intervention": _side_text(int_arms, ci, dichotomous), "comparator": _side_text(cmp_arms, cc, dichotomous)},
         notes=notes, lines=[("outcomes", a["line"]) for a in int_arms + cmp_arms],

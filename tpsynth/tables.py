@@ -15,6 +15,8 @@ POOLED_COLUMNS = [
     "analysis_id", "measure", "method", "ci_method", "k", "n_participants", "estimate", "se", "ci_low", "ci_high",
     "pvalue", "pi_low", "pi_high", "tau2", "tau2_ci_low", "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2", "q",
     "q_df", "q_pvalue", "fe_estimate", "fe_ci_low", "fe_ci_high", "q_between", "q_between_df", "q_between_pvalue",
+    "certainty", "certainty_reasons", "ois", "n_over_ois", "small_trial_weight", "largest_weight", "high_rob_weight",
+    "derived_weight", "low_confidence_weight", "off_target_weight", "ci_crosses_null", "ci_crosses_mid",
 ]  # fmt: skip
 STUDY_COLUMNS = ["analysis_id", "study_id", "yi", "vi", "ci_low", "ci_high", "weight"]
 SUBGROUP_COLUMNS = ["analysis_id", "subgroup", "k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2"]
