@@ -221,6 +221,7 @@ def test_pool_many_empty_group_and_tau2_ci_flag():
 SM_DATA = [c for c in CASES if c["method"] == "DL" and c["ci"] == "wald" and len(arr(c["yi"])) > 2]
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt")  # statsmodels, tau2 < 0
 @pytest.mark.parametrize("c", SM_DATA, ids=lambda c: c["name"])
 @pytest.mark.parametrize("method,sm_method", [("DL", "dl"), ("PM", "pm")])
 def test_against_statsmodels(c, method, sm_method):
@@ -241,6 +242,7 @@ def test_against_statsmodels(c, method, sm_method):
     np.testing.assert_allclose(r.q, sm.q, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt")
 def test_dl_truncated_on_homogeneous_data():
     y = np.array([0.50, 0.52, 0.47, 0.51, 0.49, 0.53])
     v = np.array([0.04, 0.05, 0.03, 0.06, 0.05, 0.04])

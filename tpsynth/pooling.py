@@ -601,7 +601,8 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     k = gr.k.astype(float)
     alpha = 1.0 - level
 
-    tau2, conv, halved = _estimate_tau2(gr, y, v, method)
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty groups -> NaN
+        tau2, conv, halved = _estimate_tau2(gr, y, v, method)
 
     # --- model fit -----------------------------------------------------------
     w = 1.0 / (v + tau2[g])
