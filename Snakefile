@@ -31,7 +31,7 @@ _sheets, _problems = validate_sheets(
     SHEETS["studies"], SHEETS["outcomes"], SHEETS.get("contrasts"), config
 )
 if _problems:
-    sys.exit("Invalid extraction sheets:\n" + format_problems(_problems))
+    sys.exit(f"Invalid extraction sheets:\n{format_problems(_problems)}")
 
 ANALYSES = sorted(config["analyses"])
 CODE_DIGEST = code_digest()

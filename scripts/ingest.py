@@ -1,8 +1,10 @@
 """Snakemake script: validate the sheets and write harmonised arms and the ingest data flow."""
 
 import sys
+from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")  # noqa: SIM115
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # tpsynth, also inside a bare conda env
 
 from tpsynth.pipeline import run_ingest  # noqa: E402
 from tpsynth.validate import SheetValidationError  # noqa: E402

@@ -18,8 +18,8 @@ def _pip_pins():
     return pins
 
 
-def _conda_pins():
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+def _conda_pins(path="environment.yml"):
+    env = yaml.safe_load((ROOT / path).read_text())
     pins = {}
     for dep in env["dependencies"]:
         if isinstance(dep, str) and "=" in dep:
@@ -32,6 +32,10 @@ def test_same_pins_in_both_files():
     conda = _conda_pins()
     conda.pop("python")
     assert _pip_pins() == conda
+
+
+def test_rule_environment_has_the_same_pins():
+    assert _conda_pins("workflow/envs/tpsynth.yaml") == _conda_pins()
 
 
 def test_installed_versions_match_pins():

@@ -10,6 +10,8 @@ rule analyse:
         json="results/analyses/{analysis_id}.json",
     params:
         digest=lambda wc: DIGESTS[wc.analysis_id],
+    conda:
+        "../envs/tpsynth.yaml"
     log:
         "logs/analyse/{analysis_id}.log",
     wildcard_constraints:
@@ -31,6 +33,8 @@ rule collect:
         small_study="results/small_study.csv",
         effects="data/processed/effects.csv",
         dataflow="data/processed/dataflow.csv",
+    conda:
+        "../envs/tpsynth.yaml"
     log:
         "logs/collect.log",
     script:

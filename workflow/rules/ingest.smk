@@ -8,6 +8,8 @@ rule ingest:
     output:
         arms="data/processed/arms.csv",
         flow="data/processed/ingest_flow.csv",
+    conda:
+        "../envs/tpsynth.yaml"
     log:
         "logs/ingest.log",
     script:

@@ -1,0 +1,319 @@
+"""Shared pieces of the figures: style, deterministic saving, colours, number formatting, axis scales.
+
+Only :class:`matplotlib.figure.Figure` and the Agg/SVG/PDF backends are used (never ``pyplot``).
+Saving is byte-reproducible: fixed SVG hash salt, no dates in the metadata, one font (DejaVu Sans,
+shipped with matplotlib) and TrueType (Type 42) fonts in the PDF, as journals ask.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.unicode_minus": True,
+    "svg.hashsalt": "tpsynth",
+    "svg.fonttype": "path",
+    "pdf.fonttype": 42,
+    "pdf.compression": 6,
+    "path.simplify": False,
+    "axes.linewidth": 0.8,
+    "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5,
+}
+matplotlib.rcParams.update(STYLE)
+
+from matplotlib.figure import Figure  # noqa: E402
+
+PNG_DPI = 200
+FORMATS = ("png", "svg", "pdf")
+#: Metadata per format: no dates, no version strings that change between runs.
+METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": "tpsynth (matplotlib)"},
+    "pdf": {"CreationDate": None, "ModDate": None, "Creator": "tpsynth (matplotlib)", "Producer": "tpsynth"},
+}
+
+#: Risk-of-bias colours (RoB 2 traffic-light convention); not_assessed is drawn as an open grey circle.
+ROB_STYLE = {
+    "low": {"color": "#1a9641", "fill": True, "label": "Low"},
+    "some_concerns": {"color": "#e6b800", "fill": True, "label": "Some concerns"},
+    "high": {"color": "#d7191c", "fill": True, "label": "High"},
+    "not_assessed": {"color": "#8c8c8c", "fill": False, "label": "Not assessed"},
+}
+SQUARE = "#2b5c8a"  # study squares
+DIAMOND = "#1a1a1a"  # overall diamond
+SUB_DIAMOND = "#7f7f7f"  # subgroup diamonds
+PI_COLOUR = "#b2182b"  # prediction interval bar
+GREY = "#555555"
+
+RATIO_MEASURES = {"RR", "OR"}
+MEASURE_NAMES = {
+    "MD": "Mean difference",
+    "SMD": "Std. mean difference (Hedges' g)",
+    "RR": "Risk ratio",
+    "OR": "Odds ratio",
+    "RD": "Risk difference",
+}
+MINUS = "\u2212"
+DAGGER = "\u2020"
+DDAGGER = "\u2021"
+DASH = "\u2013"
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches (no pyplot, no global figure manager)."""
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def save_all(fig: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Write ``fig`` as ``{stem}.png`` (200 dpi), ``{stem}.svg`` and ``{stem}.pdf``.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to save.
+    stem : str or pathlib.Path
+        Output path without extension; parent directories are created.
+    formats : tuple of str
+        Which of ``png``, ``svg``, ``pdf`` to write.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written. Two calls on the same figure content give byte-identical files.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    with matplotlib.rc_context(STYLE):
+        for fmt in formats:
+            path = stem.with_name(stem.name + "." + fmt)
+            kw = {"dpi": PNG_DPI} if fmt == "png" else {}
+            fig.savefig(path, format=fmt, metadata=METADATA[fmt], facecolor="white", **kw)
+            out.append(path)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+
+
+def isnum(x) -> bool:
+    """True when ``x`` is a finite number (JSON nulls and NaN are not)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def fmt(x, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals and a typographic minus; ``–`` when missing."""
+    if not isnum(x):
+        return DASH
+    s = f"{x:.{digits}f}"
+    if s.startswith("-") and float(s) == 0:
+        s = s[1:]
+    return s.replace("-", MINUS)
+
+
+def fmt_p(p) -> str:
+    """A p-value as journals print it: ``p = 0.031``, ``p < 0.001``."""
+    if not isnum(p):
+        return f"p = {DASH}"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def is_ratio(measure: str | None) -> bool:
+    """Ratio measures are pooled on the log scale and shown on the ratio scale."""
+    return (measure or "").upper() in RATIO_MEASURES
+
+
+def to_display(x, ratio: bool):
+    """A log-scale value on the display scale (``exp`` for ratio measures); ``None`` stays ``None``."""
+    if not isnum(x):
+        return None
+    if ratio:
+        return math.exp(max(min(x, 700.0), -700.0))
+    return x
+
+
+def digits_for(values: list, ratio: bool) -> int:
+    """Decimals to print: 2 in general, more for very small ratios or differences."""
+    vals = [abs(v) for v in values if isnum(v) and v != 0]
+    if not vals:
+        return 2
+    small = min(vals)
+    return 3 if (small < 0.1 and not ratio) or (ratio and small < 0.1) else 2
+
+
+def effect_text(est, lo, hi, ratio: bool, digits: int = 2) -> str:
+    """``est [lo, hi]`` on the display scale."""
+    if not isnum(est):
+        return DASH
+    e, a, b = (to_display(v, ratio) for v in (est, lo, hi))
+    return f"{fmt(e, digits)} [{fmt(a, digits)}, {fmt(b, digits)}]"
+
+
+def level_pct(analysis: dict) -> str:
+    """The confidence level as ``95%``."""
+    level = (analysis.get("settings") or {}).get("level") or 0.95
+    return f"{level * 100:g}%"
+
+
+def method_text(pooled: dict) -> str:
+    """The pooling method as written on the figures, e.g. ``Random effects, REML, HKSJ CI``."""
+    method = str(pooled.get("method") or "")
+    ci = str(pooled.get("ci_method") or "").lower()
+    ci_name = {"wald": "Wald CI", "hksj": "HKSJ CI", "hksj_adhoc": "HKSJ (ad hoc) CI", "knha": "HKSJ CI"}.get(
+        ci, f"{ci} CI" if ci else ""
+    )
+    if method.lower().startswith("single"):
+        return "Single study, not pooled"
+    if method.upper() in {"FE", "EE", "CE"}:
+        head = "Common effect (inverse variance)"
+    else:
+        head = f"Random effects, {method}" if method else "Random effects"
+    return ", ".join(x for x in (head, ci_name) if x)
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: max(width - 1, 1)].rstrip() + "\u2026"
+
+
+def wrap(text: str, width: int, max_lines: int = 2) -> str:
+    """``text`` wrapped to lines of ``width`` characters, at most ``max_lines`` (last one shortened)."""
+    lines = textwrap.wrap(" ".join(str(text).split()), width) or [""]
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [shorten(" ".join(lines[max_lines - 1 :]), width)]
+    return "\n".join(lines)
+
+
+def _clean_label(label: str) -> str:
+    """A label without parentheses and explanations after ``:``/``;``."""
+    out, depth = [], 0
+    for ch in str(label):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            out.append(ch)
+    s = " ".join("".join(out).split())
+    for sep in (":", ";"):
+        s = s.split(sep)[0]
+    return s.strip(" ,/-")
+
+
+def side_label(analysis: dict, side: str, width: int = 34) -> str:
+    """A short name of the intervention or comparator side for "Favours ..." labels.
+
+    The analysis's ``labels[side]`` are used: a single label (without parenthetical remarks); for
+    several labels their common leading words (at least two, e.g. "Botulinum toxin A") or, failing
+    that, the matching side of the title ("X vs Y: ..."); otherwise the generic word ``side``.
+    """
+    labels = [str(x) for x in ((analysis.get("labels") or {}).get(side) or []) if x]
+    cleaned = [_clean_label(x) for x in labels]
+    cleaned = [c for c in cleaned if c]
+    if len(set(cleaned)) == 1 and len(cleaned[0]) <= width:
+        return cleaned[0]
+    if len(cleaned) > 1:
+        words = [c.split() for c in cleaned]
+        common = []
+        for ws in zip(*words, strict=False):
+            if len({w.lower() for w in ws}) != 1:
+                break
+            common.append(ws[0])
+        while common and common[-1].lower() in {"of", "+", "at", "into", "the", "and", "or", "with", "/"}:
+            common.pop()
+        if len(common) >= 2 and len(" ".join(common)) <= width:
+            return " ".join(common)
+    title = str((analysis.get("settings") or {}).get("title") or "")
+    head = title.split(":")[0]
+    parts = head.split(" vs ")
+    if len(parts) == 2:
+        part = _clean_label(parts[0] if side == "intervention" else parts[1])
+        if part and len(part) <= width:
+            return part
+    if len(cleaned) == 1:
+        return shorten(cleaned[0], width)
+    return side
+
+
+def favours_labels(analysis: dict, width: int = 34) -> tuple[str, str]:
+    """("Favours <left side>", "Favours <right side>") for the x axis of the forest plot.
+
+    Right of the null favours the intervention when the outcome's ``higher_is_better`` is true
+    (estimates are intervention minus, or over, comparator, so this holds for ratio measures of a
+    good outcome such as responders too), otherwise the comparator.
+    """
+    hib = bool((analysis.get("outcome") or {}).get("higher_is_better"))
+    left_side, right_side = ("comparator", "intervention") if hib else ("intervention", "comparator")
+    return (
+        wrap(f"Favours {side_label(analysis, left_side, width)}", 24, 2),
+        wrap(f"Favours {side_label(analysis, right_side, width)}", 24, 2),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- axes
+
+
+def nice_half_width(r: float, ratio: bool) -> tuple[float, list[float]]:
+    """A round half-width of a symmetric axis around the null and its ticks (display scale).
+
+    For ratio measures ``r`` is on the log scale and the axis runs from ``1/R`` to ``R``.
+    """
+    if ratio:
+        for big, ticks in (
+            (1.5, [0.67, 0.8, 1, 1.25, 1.5]),
+            (2.0, [0.5, 0.7, 1, 1.5, 2]),
+            (5.0, [0.2, 0.5, 1, 2, 5]),
+            (10.0, [0.1, 0.2, 0.5, 1, 2, 5, 10]),
+            (100.0, [0.01, 0.1, 1, 10, 100]),
+            (1000.0, [0.001, 0.01, 0.1, 1, 10, 100, 1000]),
+        ):
+            if math.log(big) >= r * 0.999:
+                return big, ticks
+        return 1000.0, [0.001, 0.01, 0.1, 1, 10, 100, 1000]
+    r = max(r, 1e-9)
+    base = 10 ** math.floor(math.log10(r))
+    for m in (1, 1.5, 2, 3, 4, 5, 6, 8, 10):
+        if m * base >= r * 0.999:
+            big = m * base
+            break
+    half = big / 2
+    return big, [-big, -half, 0.0, half, big]
+
+
+def axis_half_width(points: list, bounds: list, ratio: bool) -> float:
+    """Half-width (log scale for ratios) of a symmetric axis around the null.
+
+    It covers every point estimate and, where they are not extreme, the intervals: an interval is
+    followed up to 2.5 times the largest point estimate (arrows mark the rest).
+    """
+    pts = [abs(v) for v in points if isnum(v)]
+    bnd = [abs(v) for v in bounds if isnum(v)]
+    core = max(pts, default=0.0)
+    widest = max(bnd + pts, default=0.0)
+    cap = max(2.5 * core, 0.5 if ratio else 0.0)
+    r = min(widest, cap) if widest > 0 else 0.0
+    r = max(r, core * 1.1)
+    if r <= 0:
+        r = math.log(2) if ratio else 1.0
+    return r
+
+
+def tick_label(v: float, ratio: bool) -> str:
+    """A tick label: ratios as ``0.1``, ``1``, ``10``; differences with a typographic minus."""
+    if ratio:
+        return f"{v:g}"
+    s = f"{v:g}"
+    return s.replace("-", MINUS)
