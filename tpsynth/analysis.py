@@ -136,7 +136,8 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
             "instrument": e.instrument, "source": e.source, "derived": e.derived, "low_confidence": e.low_confidence,
             "rob_overall": s.get("rob_overall"), "region": s.get("region"), "design": s.get("design"),
             "arms_text": e.arms_text, "notes": e.notes, "comparator_sd_ref": e.comparator_sd_ref,
-            "comparator_risk": e.comparator_risk, "extraction_confidence": s.get("extraction_confidence"),
+            "comparator_risk": e.comparator_risk, "side_stats": e.side_stats, "scale_factor": e.scale_factor,
+            "sign": e.sign, "extraction_confidence": s.get("extraction_confidence"),
             "subgroup": (s.get(analysis["subgroup"]) if analysis.get("subgroup") else None),
         })  # fmt: skip
     out["studies"] = rows

@@ -46,6 +46,9 @@ class StudyEffect:
     source: str  # "arms" or "contrast"
     derived: bool
     low_confidence: bool
+    side_stats: dict = field(default_factory=dict)  # combined n/mean/sd or n/events per side, as used
+    scale_factor: float = 1.0  # MD rescaling factor applied to the difference
+    sign: float = 1.0  # -1 where the instrument's direction was flipped or a contrast negated
     comparator_sd_ref: float | None = None  # comparator-arm SD on the outcome's reference scale
     comparator_risk: float | None = None  # comparator-arm events / n
     arms_text: dict = field(default_factory=dict)
@@ -94,6 +97,7 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
     dichotomous = measure in ("RR", "OR", "RD")
     a0 = int_arms[0]
     notes = []
+    factor = 1.0
     if dichotomous:
         ci, cc = _combine_side(int_arms, True), _combine_side(cmp_arms, True)
         fn = {"RR": es.log_risk_ratio, "OR": es.log_odds_ratio, "RD": es.risk_difference}[measure]
@@ -134,7 +138,10 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
         notes.append(f"{len(int_arms)} intervention and {len(cmp_arms)} comparator arms combined (Handbook Table 6.5.a)")
     if not (math.isfinite(yi) and math.isfinite(vi) and vi > 0):
         return None, "effect size not computable from these arms (zero variance)"
+    sign = -1.0 if any(n.startswith("sign flipped") for n in notes) else 1.0
+    factor_used = factor if not dichotomous and measure == "MD" else 1.0
     eff = StudyEffect(
+        side_stats={"intervention": ci, "comparator": cc}, scale_factor=factor_used, sign=sign,
         study_id=sid, yi=yi, vi=vi, n_intervention=ci["n"], n_comparator=cc["n"],
         timepoint_weeks=a0["timepoint_weeks"], instrument=a0["instrument"], source="arms",
         derived=any(a["derived"] for a in int_arms + cmp_arms), comparator_sd_ref=cmp_sd_ref, comparator_risk=cmp_risk,
@@ -179,6 +186,7 @@ def _contrast_effect(row, analysis, outcome_cfg, level_z):
         notes.append("contrast reported in the opposite direction: negated")
     yi, vi = sign * est * factor, (se * factor) ** 2
     return StudyEffect(
+        scale_factor=factor, sign=sign,
         study_id=row["study_id"], yi=yi, vi=vi, n_intervention=row.get("n_intervention" if sign > 0 else "n_comparator"),
         n_comparator=row.get("n_comparator" if sign > 0 else "n_intervention"), timepoint_weeks=row["timepoint_weeks"],
         instrument=row.get("instrument") or "", source="contrast", derived=True,

@@ -24,7 +24,8 @@ SENSITIVITY_COLUMNS = ["analysis_id", "kind", "study_id", "k", "estimate", "ci_l
 SMALL_STUDY_COLUMNS = ["analysis_id", "k", "egger_stat", "egger_pvalue", "trimfill_k0", "trimfill_estimate", "skipped_reason"]
 EFFECT_COLUMNS = [
     "analysis_id", "study_id", "measure", "yi", "vi", "n_intervention", "n_comparator", "timepoint_weeks",
-    "instrument", "source", "derived", "low_confidence", "notes",
+    "instrument", "source", "derived", "low_confidence", "int_n", "int_mean", "int_sd", "int_events", "cmp_n",
+    "cmp_mean", "cmp_sd", "cmp_events", "scale_factor", "sign", "notes",
 ]  # fmt: skip
 
 
@@ -75,7 +76,10 @@ def result_tables(results: list[dict]) -> dict[str, list[dict]]:
         t["pooled"].append({"analysis_id": aid, **p})
         for s in res["studies"]:
             t["study_effects"].append({"analysis_id": aid, **s})
-            t["effects"].append({"analysis_id": aid, "measure": res["settings"]["measure"], **s})
+            sides = s.get("side_stats") or {}
+            flat = {f"{pre}_{k}": v for pre, side in (("int", "intervention"), ("cmp", "comparator"))
+                    for k, v in (sides.get(side) or {}).items()}  # fmt: skip
+            t["effects"].append({"analysis_id": aid, "measure": res["settings"]["measure"], **s, **flat})
         for g in res["subgroups"]:
             t["subgroups"].append({"analysis_id": aid, **g})
         for s in res["sensitivity"]:

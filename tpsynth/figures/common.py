@@ -150,12 +150,30 @@ def digits_for(values: list, ratio: bool) -> int:
     return 3 if (small < 0.1 and not ratio) or (ratio and small < 0.1) else 2
 
 
+def fmt_auto(x, digits: int = 2) -> str:
+    """Like :func:`fmt`, with fewer decimals for large numbers (``6431``, ``123.4``)."""
+    if isnum(x) and abs(x) >= 1000:
+        return fmt(x, 0)
+    if isnum(x) and abs(x) >= 100:
+        return fmt(x, 1)
+    return fmt(x, digits)
+
+
+def fmt_small(x) -> str:
+    """A variance such as tau²: 2 decimals from 1, 3 below, 4 below 0.01."""
+    if not isnum(x):
+        return DASH
+    if x == 0 or abs(x) >= 1:
+        return fmt(x, 2)
+    return fmt(x, 3) if abs(x) >= 0.01 else fmt(x, 4)
+
+
 def effect_text(est, lo, hi, ratio: bool, digits: int = 2) -> str:
     """``est [lo, hi]`` on the display scale."""
     if not isnum(est):
         return DASH
     e, a, b = (to_display(v, ratio) for v in (est, lo, hi))
-    return f"{fmt(e, digits)} [{fmt(a, digits)}, {fmt(b, digits)}]"
+    return f"{fmt_auto(e, digits)} [{fmt_auto(a, digits)}, {fmt_auto(b, digits)}]"
 
 
 def level_pct(analysis: dict) -> str:
@@ -258,8 +276,8 @@ def favours_labels(analysis: dict, width: int = 34) -> tuple[str, str]:
     hib = bool((analysis.get("outcome") or {}).get("higher_is_better"))
     left_side, right_side = ("comparator", "intervention") if hib else ("intervention", "comparator")
     return (
-        wrap(f"Favours {side_label(analysis, left_side, width)}", 24, 2),
-        wrap(f"Favours {side_label(analysis, right_side, width)}", 24, 2),
+        f"Favours {side_label(analysis, left_side, width)}",
+        f"Favours {side_label(analysis, right_side, width)}",
     )
 
 
