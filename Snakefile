@@ -41,10 +41,18 @@ DIGESTS = {a: analysis_digest(config, _sheets, a, CODE_DIGEST) for a in ANALYSES
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     input:
         rules.ingest.output,
         rules.collect.output,
+        expand(
+            "results/figures/{kind}_{analysis_id}.{ext}",
+            kind=["forest", "funnel"],
+            analysis_id=ANALYSES,
+            ext=["png", "svg", "pdf"],
+        ),
+        rules.summary_figure.output,
     default_target: True

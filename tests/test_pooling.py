@@ -71,13 +71,27 @@ CASES = REF["cases"]
 SG_CASES = REF["subgroup_cases"]
 
 FIELD_MAP = {  # PooledResult field -> metafor output name
-    "estimate": "beta", "se": "se", "ci_low": "ci_lb", "ci_high": "ci_ub",
-    "pvalue": "pval", "tau2": "tau2", "i2": "I2", "h2": "H2", "q": "QE",
-    "q_pvalue": "QEp", "fe_estimate": "fe_beta", "fe_se": "fe_se",
-    "fe_ci_low": "fe_ci_lb", "fe_ci_high": "fe_ci_ub",
+    "estimate": "beta",
+    "se": "se",
+    "ci_low": "ci_lb",
+    "ci_high": "ci_ub",
+    "pvalue": "pval",
+    "tau2": "tau2",
+    "i2": "I2",
+    "h2": "H2",
+    "q": "QE",
+    "q_pvalue": "QEp",
+    "fe_estimate": "fe_beta",
+    "fe_se": "fe_se",
+    "fe_ci_low": "fe_ci_lb",
+    "fe_ci_high": "fe_ci_ub",
 }
-QP_MAP = {"tau2_ci_low": "tau2_ci_lb", "tau2_ci_high": "tau2_ci_ub",
-          "i2_ci_low": "I2_ci_lb", "i2_ci_high": "I2_ci_ub"}
+QP_MAP = {
+    "tau2_ci_low": "tau2_ci_lb",
+    "tau2_ci_high": "tau2_ci_ub",
+    "i2_ci_low": "I2_ci_lb",
+    "i2_ci_high": "I2_ci_ub",
+}
 
 
 def test_reference_metadata():
@@ -120,9 +134,17 @@ def test_pool_matches_metafor(c):
 
 LOO_CASES = [c for c in CASES if "leave1out" in c["out"]]
 CUM_CASES = [c for c in CASES if "cumul" in c["out"]]
-LIST_MAP = {"estimate": "estimate", "se": "se", "ci_low": "ci_lb",
-            "ci_high": "ci_ub", "pvalue": "pval", "tau2": "tau2", "i2": "I2",
-            "h2": "H2", "q": "Q"}
+LIST_MAP = {
+    "estimate": "estimate",
+    "se": "se",
+    "ci_low": "ci_lb",
+    "ci_high": "ci_ub",
+    "pvalue": "pval",
+    "tau2": "tau2",
+    "i2": "I2",
+    "h2": "H2",
+    "q": "Q",
+}
 
 
 def _check_list(results, ref):
@@ -148,8 +170,7 @@ def test_leave_one_out_matches_metafor(c):
 
 @pytest.mark.parametrize("c", CUM_CASES, ids=case_id)
 def test_cumulative_matches_metafor(c):
-    res = cumulative(c["yi"], c["vi"], order=c["order"], method=c["method"],
-                     ci=c["ci"], level=c["level"])
+    res = cumulative(c["yi"], c["vi"], order=c["order"], method=c["method"], ci=c["ci"], level=c["level"])
     assert [r.k for r in res] == list(range(1, len(c["yi"]) + 1))
     _check_list(res, c["out"]["cumul"])
 
@@ -195,11 +216,29 @@ def test_pool_many_equals_pool(method, ci):
     out = pool_many(y, v, g, method=method, ci=ci)
     for j in range(g.max() + 1):
         r = pool(y[g == j], v[g == j], method=method, ci=ci)
-        for f in ("k", "estimate", "se", "ci_low", "ci_high", "pvalue", "pi_low",
-                  "pi_high", "tau2", "tau2_ci_low", "tau2_ci_high", "i2",
-                  "i2_ci_low", "i2_ci_high", "h2", "q", "q_pvalue", "fe_estimate"):
-            np.testing.assert_allclose(out[f][j], getattr(r, f), rtol=1e-9, atol=1e-12,
-                                       err_msg=f"group {j} {f}")
+        for f in (
+            "k",
+            "estimate",
+            "se",
+            "ci_low",
+            "ci_high",
+            "pvalue",
+            "pi_low",
+            "pi_high",
+            "tau2",
+            "tau2_ci_low",
+            "tau2_ci_high",
+            "i2",
+            "i2_ci_low",
+            "i2_ci_high",
+            "h2",
+            "q",
+            "q_pvalue",
+            "fe_estimate",
+        ):
+            np.testing.assert_allclose(
+                out[f][j], getattr(r, f), rtol=1e-9, atol=1e-12, err_msg=f"group {j} {f}"
+            )
         np.testing.assert_allclose(out["weights"][g == j], r.weights, rtol=1e-9)
         assert out["method"][j] == r.method
 

@@ -70,12 +70,17 @@ def test_trimfill_matches_metafor(c):
         assert r.yi_filled.size == 0
     res = r.result
     assert res.k == c["k"] == len(c["yi"]) + r.k0
-    for ours, theirs in [("estimate", "beta"), ("se", "se"), ("ci_low", "ci_lb"),
-                         ("ci_high", "ci_ub"), ("pvalue", "pval"), ("q", "QE")]:
+    for ours, theirs in [
+        ("estimate", "beta"),
+        ("se", "se"),
+        ("ci_low", "ci_lb"),
+        ("ci_high", "ci_ub"),
+        ("pvalue", "pval"),
+        ("q", "QE"),
+    ]:
         np.testing.assert_allclose(getattr(res, ours), c[theirs], rtol=RTOL, err_msg=ours)
     for ours, theirs in [("tau2", "tau2"), ("i2", "I2")]:
-        np.testing.assert_allclose(getattr(res, ours), c[theirs], rtol=RTOL, atol=1e-9,
-                                   err_msg=ours)
+        np.testing.assert_allclose(getattr(res, ours), c[theirs], rtol=RTOL, atol=1e-9, err_msg=ours)
 
 
 def test_trimfill_reference_covers_both_sides():
@@ -96,3 +101,21 @@ def test_trimfill_explicit_side_and_symmetric_data():
     assert left.result.estimate <= right.result.estimate
     with pytest.raises(ValueError):
         trim_and_fill(c["yi"], c["vi"], estimator="Q9")
+
+
+def test_aliases_used_by_analysis():
+    from tpsynth import small_study
+
+    c = next(
+        c
+        for c in REF["trimfill"]
+        if c["name"] == "hackshaw" and c["method"] == "REML" and c["estimator"] == "L0"
+    )
+    tf = small_study.trimfill(c["yi"], c["vi"], method="REML", ci="wald", level=0.95)
+    assert tf.k0 == c["k0"]
+    np.testing.assert_allclose(
+        [tf.estimate, tf.ci_low, tf.ci_high], [c["beta"], c["ci_lb"], c["ci_ub"]], rtol=RTOL
+    )
+    np.testing.assert_allclose(tf.filled_yi, arr(c["yi_filled"]), rtol=RTOL)
+    eg = small_study.egger_test(c["yi"], c["vi"])
+    assert eg.statistic == eg.t

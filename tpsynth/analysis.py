@@ -225,7 +225,9 @@ def _small_study(yi, vi, analysis) -> dict:
         from . import small_study
 
         eg = small_study.egger_test(yi, vi)
-        tf = small_study.trimfill(yi, vi, method=analysis["method"], ci=analysis["ci"], level=level)
+        # metafor's trimfill() refits the filled data with its default Wald CI (test="z"), whatever the
+        # input model's test; we do the same so the numbers match.
+        tf = small_study.trimfill(yi, vi, method=analysis["method"], ci="wald", level=level)
         return {
             "k": k, "egger_stat": _f(eg.statistic), "egger_pvalue": _f(eg.pvalue), "trimfill_k0": int(tf.k0),
             "trimfill_side": tf.side, "trimfill_estimate": _f(tf.estimate), "trimfill_ci_low": _f(tf.ci_low),

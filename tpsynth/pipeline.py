@@ -29,13 +29,23 @@ def _public(row: dict) -> dict:
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def package_files() -> list[str]:
-    """The package's source files (rule inputs, so a code change reruns the rules that use it)."""
-    return sorted(str(p) for p in PACKAGE_DIR.rglob("*.py"))
+PRESENTATION = ("figures", "report")  # subpackages that only present results
+
+
+def package_files(part: str = "compute") -> list[str]:
+    """Source files of the package, as rule inputs so that a code change reruns the rules using it.
+
+    ``part`` is ``"compute"`` (everything but the presentation subpackages), ``"figures"`` or ``"report"``.
+    """
+    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.j2"))
+    rel = [(f, f.relative_to(PACKAGE_DIR).parts) for f in files]
+    if part == "compute":
+        return [str(f) for f, parts in rel if parts[0] not in PRESENTATION]
+    return [str(f) for f, parts in rel if parts[0] == part]
 
 
 def code_digest() -> str:
-    """SHA-256 of the package's source: part of every analysis digest, so results never go stale."""
+    """SHA-256 of the computing code: part of every analysis digest, so results never go stale."""
     h = hashlib.sha256()
     for f in package_files():
         h.update(Path(f).read_bytes())

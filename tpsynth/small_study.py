@@ -34,13 +34,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import statsmodels.api as sm
-from scipy import stats
+from statsmodels.regression.linear_model import WLS
+from scipy import special  # not scipy.stats: its import costs ~0.5 s per pipeline job
 
 from tpsynth import pooling
 from tpsynth.pooling import PooledResult, pool
 
-__all__ = ["EggerResult", "TrimFillResult", "egger_test", "trim_and_fill"]
+__all__ = ["EggerResult", "TrimFillResult", "egger_test", "trim_and_fill", "trimfill"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class EggerResult:
     limit_ci_low: float
     limit_ci_high: float
 
+    @property
+    def statistic(self) -> float:
+        """Alias of :attr:`t` (metafor prints it as ``z``/``t``)."""
+        return self.t
+
 
 def egger_test(yi, vi, level=0.95) -> EggerResult:
     """Egger's regression test for funnel-plot asymmetry (Egger et al., 1997).
@@ -107,16 +112,23 @@ def egger_test(yi, vi, level=0.95) -> EggerResult:
     if np.ptp(sei) == 0:
         raise ValueError("all standard errors are equal: the regression is not identified")
     X = np.column_stack([np.ones_like(sei), sei])
-    fit = sm.WLS(y, X, weights=1.0 / v).fit()
+    fit = WLS(y, X, weights=1.0 / v).fit()
     df = int(fit.df_resid)
     b, se = fit.params, fit.bse
     tval = b[1] / se[1]
-    p = 2 * stats.t.sf(abs(tval), df)
-    crit = stats.t.isf((1 - level) / 2, df)
+    p = 2 * special.stdtr(df, -abs(tval))
+    crit = -special.stdtrit(df, (1 - level) / 2)
     return EggerResult(
-        k=int(y.size), slope=float(b[1]), slope_se=float(se[1]), t=float(tval), df=df,
-        pvalue=float(p), intercept=float(b[0]), intercept_se=float(se[0]),
-        limit_ci_low=float(b[0] - crit * se[0]), limit_ci_high=float(b[0] + crit * se[0]),
+        k=int(y.size),
+        slope=float(b[1]),
+        slope_se=float(se[1]),
+        t=float(tval),
+        df=df,
+        pvalue=float(p),
+        intercept=float(b[0]),
+        intercept_se=float(se[0]),
+        limit_ci_low=float(b[0] - crit * se[0]),
+        limit_ci_high=float(b[0] + crit * se[0]),
     )
 
 
@@ -151,6 +163,27 @@ class TrimFillResult:
     yi_filled: np.ndarray = field(repr=False)
     vi_filled: np.ndarray = field(repr=False)
     result: PooledResult = field(repr=False)
+
+    # convenience accessors used by tpsynth.analysis
+    @property
+    def estimate(self) -> float:
+        return self.result.estimate
+
+    @property
+    def ci_low(self) -> float:
+        return self.result.ci_low
+
+    @property
+    def ci_high(self) -> float:
+        return self.result.ci_high
+
+    @property
+    def filled_yi(self) -> np.ndarray:
+        return self.yi_filled
+
+    @property
+    def filled_vi(self) -> np.ndarray:
+        return self.vi_filled
 
 
 def _metareg_slope(y, v, method):
@@ -233,13 +266,13 @@ def _metareg_slope(y, v, method):
 
 
 def _fit_estimate(y, v, method):
-    out = pooling.pool_many(y, v, np.zeros(y.size, dtype=np.intp), method=method,
-                            ci="wald", tau2_ci=False)
+    out = pooling.pool_many(y, v, np.zeros(y.size, dtype=np.intp), method=method, ci="wald", tau2_ci=False)
     return float(out["estimate"][0])
 
 
-def trim_and_fill(yi, vi, method="REML", estimator="L0", side=None, ci="wald",
-                  level=0.95, maxiter=100) -> TrimFillResult:
+def trim_and_fill(
+    yi, vi, method="REML", estimator="L0", side=None, ci="wald", level=0.95, maxiter=100
+) -> TrimFillResult:
     """Trim-and-fill (Duval & Tweedie, 2000) as metafor's ``trimfill()``.
 
     Parameters
@@ -298,8 +331,15 @@ def trim_and_fill(yi, vi, method="REML", estimator="L0", side=None, ci="wald",
         if estimator == "L0":
             sr = signed[signed > 0].sum()
             k0f = (4 * sr - k * (k + 1)) / (2 * k - 1)
-            var_sr = (k * (k + 1) * (2 * k + 1) + 10 * k0f**3 + 27 * k0f**2 + 17 * k0f
-                      - 18 * k * k0f**2 - 18 * k * k0f + 6 * k**2 * k0f) / 24
+            var_sr = (
+                k * (k + 1) * (2 * k + 1)
+                + 10 * k0f**3
+                + 27 * k0f**2
+                + 17 * k0f
+                - 18 * k * k0f**2
+                - 18 * k * k0f
+                + 6 * k**2 * k0f
+            ) / 24
             se_k0 = 4 * np.sqrt(var_sr) / (2 * k - 1) if var_sr >= 0 else np.nan
         else:
             neg = -signed[signed < 0]
@@ -311,14 +351,27 @@ def trim_and_fill(yi, vi, method="REML", estimator="L0", side=None, ci="wald",
 
     if k0 > 0:
         yc = -(yc - beta) if side == "right" else yc - beta
-        y_fill = -yc[k - k0:]
-        v_fill = v[k - k0:]
-        res = pool(np.concatenate([y0, y_fill]), np.concatenate([v0, v_fill]),
-                   method=method, ci=ci, level=level)
+        y_fill = -yc[k - k0 :]
+        v_fill = v[k - k0 :]
+        res = pool(
+            np.concatenate([y0, y_fill]), np.concatenate([v0, v_fill]), method=method, ci=ci, level=level
+        )
     else:
         y_fill = np.empty(0)
         v_fill = np.empty(0)
         res = pool(y0, v0, method=method, ci=ci, level=level)
     p_k0 = 0.5 ** (k0 + 1) if estimator == "R0" else np.nan
-    return TrimFillResult(k0=k0, se_k0=float(se_k0), side=side, estimator=estimator,
-                          p_k0=float(p_k0), yi_filled=y_fill, vi_filled=v_fill, result=res)
+    return TrimFillResult(
+        k0=k0,
+        se_k0=float(se_k0),
+        side=side,
+        estimator=estimator,
+        p_k0=float(p_k0),
+        yi_filled=y_fill,
+        vi_filled=v_fill,
+        result=res,
+    )
+
+
+#: Alias with metafor's name.
+trimfill = trim_and_fill

@@ -197,6 +197,11 @@ versions <- list(
   metadat = as.character(packageVersion("metadat")),
   jsonlite = as.character(packageVersion("jsonlite")),
   platform = R.version$platform,
+  session_packages = local({
+    si <- sessionInfo()
+    pk <- c(si$otherPkgs, si$loadedOnly)
+    as.list(setNames(vapply(pk, function(p) p$Version, ""), names(pk)))[order(names(pk))]
+  }),
   control = ctrl, confint_control = ci_ctrl,
   generated_by = "tests/reference/make_reference.R"
 )

@@ -1,0 +1,475 @@
+"""Forest plot of one analysis in the RevMan / R ``meta`` layout.
+
+Columns: study (author year, with † for converted statistics and ‡ for low extraction confidence),
+intervention and comparator arms (``mean (SD), n`` or ``events/n``), weight, effect with its CI as
+text, the plot (squares sized by weight, CI lines, arrows where a CI leaves the axis, the pooled
+diamond and the prediction-interval bar) and the risk of bias as coloured dots. Below: heterogeneity,
+the test for overall effect, the test for subgroup differences, "Favours" labels and footnotes.
+
+Every row has the same height, so the figure grows with the number of studies and nothing overlaps.
+Artists carry SVG ids (``study-square-{i}``, ``study-ci-{i}``, ``ci-arrow-{i}-{side}``, ``rob-{i}``,
+``diamond-overall``, ``diamond-subgroup-{name}``, ``pi-bar``) so that tests and readers of the SVG can
+find them; ``i`` is the study's position in the plotted order.
+"""
+
+from __future__ import annotations
+
+import re
+
+from matplotlib.lines import Line2D
+from matplotlib.patches import Polygon
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from . import common as c
+
+ROW = 0.2  # row height, inches
+FS = 8  # font size of the table
+SMALL = 7  # font size of footnotes
+LEFT = 0.15
+# column geometry (inches from the left edge)
+X_STUDY = LEFT
+X_INT = 2.62  # centre of the intervention column
+X_COMP = 4.02  # centre of the comparator column
+X_WEIGHT = 5.22  # right edge of the weight column
+X_EFFECT = 6.08  # centre of the effect text column
+PLOT_X0, PLOT_W = 7.0, 2.6
+X_ROB = 9.98
+WIDTH = 10.4
+
+HEADER_NAMES = {
+    "MD": "Mean difference",
+    "SMD": "Std. mean difference",
+    "RR": "Risk ratio",
+    "OR": "Odds ratio",
+    "RD": "Risk difference",
+}
+
+SORT_KEYS = ("year", "author", "effect", "weight", "none")
+
+
+def _sort_studies(studies: list[dict], sort_by: str | None) -> list[dict]:
+    """Studies sorted by ``sort_by`` (default year); studies without the value go last."""
+    key_name = (sort_by or "none").lower()
+    if key_name not in SORT_KEYS:
+        raise ValueError(f"sort_by must be one of {SORT_KEYS}, not {sort_by!r}")
+    if key_name == "none":
+        return list(studies)
+    field = {"year": "year", "author": "author", "effect": "yi", "weight": "weight"}[key_name]
+
+    def key(s):
+        v = s.get(field)
+        missing = v is None or (field != "author" and not c.isnum(v))
+        if key_name == "weight" and not missing:
+            v = -v  # heaviest first
+        return (missing, v if not missing else 0, str(s.get("author") or ""), str(s.get("study_id") or ""))
+
+    return sorted(studies, key=key)
+
+
+def study_label(s: dict, width: int = 27) -> str:
+    """``Author year`` with the dagger marks, shortened to ``width`` characters."""
+    name = str(s.get("author") or s.get("study_id") or "?")
+    year = s.get("year")
+    tail = f" {int(year)}" if c.isnum(year) else ""
+    marks = (c.DAGGER if s.get("derived") else "") + (c.DDAGGER if s.get("low_confidence") else "")
+    tail += f" {marks}" if marks else ""
+    return c.shorten(name, max(width - len(tail), 6)) + tail
+
+
+def _participants(studies: list[dict]) -> int | None:
+    tot, any_n = 0, False
+    for s in studies:
+        for key in ("n_intervention", "n_comparator"):
+            if c.isnum(s.get(key)):
+                tot += s[key]
+                any_n = True
+    return round(tot) if any_n else None
+
+
+def _safe_id(name) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "none"
+
+
+class _Layout:
+    """Rows of equal height from the top of the table; positions in inches from the bottom-left."""
+
+    def __init__(self, top: float, n_rows: int, bottom: float):
+        self.top = top
+        self.n_rows = n_rows
+        self.bottom = bottom
+        self.height = top + n_rows * ROW + bottom
+
+    def y(self, row: float) -> float:
+        """Centre of ``row`` (inches from the bottom)."""
+        return self.height - self.top - (row + 0.5) * ROW
+
+
+def _empty_figure(analysis: dict, message: str):
+    fig = c.new_figure(7.0, 1.6)
+    title = c.wrap((analysis.get("settings") or {}).get("title") or analysis.get("analysis_id", ""), 80, 2)
+    fig.text(0.03, 0.9, title, fontsize=10, fontweight="bold", va="top", ha="left")
+    fig.text(0.5, 0.35, message, fontsize=10, ha="center", va="center", color=c.GREY, gid="no-data")
+    return fig
+
+
+def forest_figure(analysis: dict, sort_by: str | None = "year"):
+    """Forest plot of one analysis.
+
+    Parameters
+    ----------
+    analysis : dict
+        The analysis result (``results/analyses/{analysis_id}.json``): ``settings``, ``outcome``,
+        ``labels``, ``pooled``, ``studies``, ``subgroups``.
+    sort_by : {"year", "author", "effect", "weight", "none"}, optional
+        Order of the study rows (within each subgroup). Studies without the value go last.
+        ``None`` or ``"none"`` keeps the order of ``analysis["studies"]``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure; its height grows with the number of rows (one row per study).
+    """
+    settings = analysis.get("settings") or {}
+    pooled = analysis.get("pooled") or {}
+    outcome = analysis.get("outcome") or {}
+    studies = [s for s in (analysis.get("studies") or []) if c.isnum(s.get("yi"))]
+    measure = str(pooled.get("measure") or settings.get("measure") or "")
+    ratio = c.is_ratio(measure)
+    k = int(pooled.get("k") or len(studies)) if studies else 0
+    if not studies:
+        return _empty_figure(analysis, "No study with usable data")
+    level = c.level_pct(analysis)
+    single = k == 1 or str(pooled.get("method", "")).lower().startswith("single")
+    random = not single and str(pooled.get("method", "")).upper() not in {"FE", "EE", "CE"}
+    dichotomous = ratio or measure == "RD" or outcome.get("type") == "dichotomous"
+
+    # ------------------------------------------------------------------ rows
+    groups = analysis.get("subgroups") or []
+    rows: list[dict] = []
+    ordered: list[dict] = []
+    if groups:
+        names = [g.get("subgroup") for g in groups]
+        for g in groups:
+            members = _sort_studies([s for s in studies if s.get("subgroup") == g.get("subgroup")], sort_by)
+            rows.append({"kind": "heading", "text": str(g.get("subgroup"))})
+            for s in members:
+                rows.append({"kind": "study", "study": s, "i": len(ordered)})
+                ordered.append(s)
+            rows.append({"kind": "subtotal", "group": g, "studies": members})
+            rows.append({"kind": "blank"})
+        rest = _sort_studies([s for s in studies if s.get("subgroup") not in names], sort_by)
+        if rest:
+            rows.append({"kind": "heading", "text": "Subgroup not reported"})
+            for s in rest:
+                rows.append({"kind": "study", "study": s, "i": len(ordered)})
+                ordered.append(s)
+            rows.append({"kind": "blank"})
+    else:
+        for s in _sort_studies(studies, sort_by):
+            rows.append({"kind": "study", "study": s, "i": len(ordered)})
+            ordered.append(s)
+        rows.append({"kind": "blank"})
+    rows.append({"kind": "total"})
+    has_pi = (not single) and k >= 3 and c.isnum(pooled.get("pi_low")) and c.isnum(pooled.get("pi_high"))
+    if has_pi:
+        rows.append({"kind": "pi"})
+    rows.append({"kind": "blank"})  # space between the last interval and the axis
+    n_plot_rows = len(rows)
+
+    stats_lines = _stats_lines(analysis, pooled, k, single, bool(groups))
+    foot = _footnotes(analysis, measure, ordered, single, has_pi, level, random)
+
+    title = c.wrap(settings.get("title") or analysis.get("analysis_id", ""), 115, 2)
+    n_title = title.count("\n") + 1
+    sub = _subtitle(outcome, measure, pooled, k, studies, single, level)
+    top = 0.12 + n_title * 0.2 + 0.2 + 2 * ROW + 0.08  # title, subtitle, two header rows
+    below_axis = 0.72  # tick labels and "Favours" labels
+    n_foot = sum(t.count("\n") + 1 for t in foot) + 1  # + risk-of-bias legend
+    bottom = max(len(stats_lines) * ROW + 0.1, below_axis) + 0.12 + n_foot * 0.16 + 0.1
+    lay = _Layout(top, n_plot_rows, bottom)
+    fig = c.new_figure(WIDTH, lay.height)
+    inch = fig.dpi_scale_trans
+    H = lay.height
+
+    def text(x, y, s, **kw):
+        kw.setdefault("fontsize", FS)
+        kw.setdefault("va", "center")
+        return fig.text(x, y, s, transform=inch, **kw)
+
+    # ------------------------------------------------------------------ title and header
+    text(LEFT, H - 0.12, title, fontsize=10, fontweight="bold", va="top")
+    text(LEFT, H - 0.12 - n_title * 0.2 - 0.02, sub, fontsize=7.5, va="top", color=c.GREY)
+    y_h1 = H - top + 2 * ROW - 0.5 * ROW
+    y_h2 = y_h1 - ROW
+    arm_unit = "events/n" if dichotomous else "mean (SD), n"
+    head = {"fontweight": "bold"}
+    text(X_STUDY, y_h2, "Study", **head)
+    text(X_INT, y_h1, "Intervention", ha="center", **head)
+    text(X_INT, y_h2, arm_unit, ha="center", color=c.GREY)
+    text(X_COMP, y_h1, "Comparator", ha="center", **head)
+    text(X_COMP, y_h2, arm_unit, ha="center", color=c.GREY)
+    text(X_WEIGHT, y_h2, "Weight", ha="right", **head)
+    mname = HEADER_NAMES.get(measure, measure)
+    model = "IV, Random" if random else "IV, Fixed" if not single else "IV"
+    text(X_EFFECT, y_h1, mname, ha="center", **head)
+    text(X_EFFECT, y_h2, f"{model}, {level} CI", ha="center", color=c.GREY)
+    text(PLOT_X0 + PLOT_W / 2, y_h1, mname, ha="center", **head)
+    text(PLOT_X0 + PLOT_W / 2, y_h2, f"{model}, {level} CI", ha="center", color=c.GREY)
+    text(X_ROB, y_h1, "Risk", ha="center", **head)
+    text(X_ROB, y_h2, "of bias", ha="center", **head)
+    for y in (y_h1 + 0.5 * ROW + 0.02, y_h2 - 0.5 * ROW - 0.02):
+        fig.add_artist(Line2D([LEFT, WIDTH - LEFT], [y, y], transform=inch, color="black", lw=0.6))
+
+    # ------------------------------------------------------------------ plot axes
+    ax_top = H - top
+    ax_h = n_plot_rows * ROW
+    ax = fig.add_axes((PLOT_X0 / WIDTH, (ax_top - ax_h) / H, PLOT_W / WIDTH, ax_h / H))
+    ax.set_ylim(n_plot_rows - 0.5, -0.5)
+    points = [s["yi"] for s in studies] + [pooled.get("estimate")]
+    points += [g.get("estimate") for g in groups]
+    bounds = [b for s in studies for b in (s.get("ci_low"), s.get("ci_high"))]
+    bounds += [pooled.get("ci_low"), pooled.get("ci_high")]
+    if has_pi:
+        bounds += [pooled.get("pi_low"), pooled.get("pi_high")]
+    big, ticks = c.nice_half_width(c.axis_half_width(points, bounds, ratio), ratio)
+    null = 1.0 if ratio else 0.0
+    if ratio:
+        ax.set_xscale("log")
+        xlim = (1 / big, big)
+    else:
+        xlim = (-big, big)
+    ax.set_xlim(*xlim)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(ticks, [c.tick_label(t, ratio) for t in ticks])
+    ax.yaxis.set_major_locator(NullLocator())
+    ax.yaxis.set_minor_locator(NullLocator())
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_facecolor("none")
+    ax.tick_params(axis="x", length=3, pad=2)
+    ax.axvline(null, color="black", lw=0.7, zorder=1)
+
+    def disp(v):
+        return c.to_display(v, ratio)
+
+    max_w = max((s.get("weight") or 0) for s in studies) or 1.0
+    max_side = 0.8 * ROW * 72
+
+    def interval(y, lo, hi, gid, arrow_gid, **kw):
+        """A horizontal interval clipped to the axis, with arrows where it runs off."""
+        a, b = disp(lo), disp(hi)
+        if a is None or b is None:
+            return
+        a2, b2 = max(a, xlim[0]), min(b, xlim[1])
+        if a2 < b2:
+            ax.add_line(Line2D([a2, b2], [y, y], gid=gid, solid_capstyle="butt", **kw))
+        color = kw.get("color", "black")
+        if a < xlim[0]:
+            ax.plot([xlim[0]], [y], marker="<", ms=4.5, color=color, clip_on=False, gid=f"{arrow_gid}-left")
+        if b > xlim[1]:
+            ax.plot([xlim[1]], [y], marker=">", ms=4.5, color=color, clip_on=False, gid=f"{arrow_gid}-right")
+
+    def diamond(y, est, lo, hi, gid, color):
+        e, a, b = disp(est), disp(lo), disp(hi)
+        if e is None or a is None or b is None:
+            return
+        h = 0.36
+        poly = Polygon([(a, y), (e, y - h), (b, y), (e, y + h)], closed=True, facecolor=color,
+                       edgecolor=color, lw=0.6, gid=gid, zorder=4)  # fmt: skip
+        ax.add_patch(poly)
+        if a < xlim[0]:
+            ax.plot([xlim[0]], [y], marker="<", ms=4.5, color=color, clip_on=False, gid=f"{gid}-arrow-left")
+        if b > xlim[1]:
+            ax.plot([xlim[1]], [y], marker=">", ms=4.5, color=color, clip_on=False, gid=f"{gid}-arrow-right")
+
+    digits = 2
+    for r, row in enumerate(rows):
+        y_in = lay.y(r)
+        kind = row["kind"]
+        if kind == "heading":
+            text(X_STUDY, y_in, c.shorten(row["text"], 70), fontweight="bold")
+        elif kind == "study":
+            s, i = row["study"], row["i"]
+            text(X_STUDY, y_in, study_label(s))
+            arms = s.get("arms_text") or {}
+            if s.get("source") == "contrast" or not (arms.get("intervention") or arms.get("comparator")):
+                text((X_INT + X_COMP) / 2, y_in, "reported contrast", ha="center", style="italic", color=c.GREY)
+            else:
+                text(X_INT, y_in, c.shorten(arms.get("intervention") or c.DASH, 24), ha="center")
+                text(X_COMP, y_in, c.shorten(arms.get("comparator") or c.DASH, 24), ha="center")
+            w = s.get("weight")
+            text(X_WEIGHT, y_in, f"{w:.1f}%" if c.isnum(w) else c.DASH, ha="right")
+            text(X_EFFECT, y_in, c.effect_text(s["yi"], s.get("ci_low"), s.get("ci_high"), ratio, digits),
+                 ha="center")  # fmt: skip
+            interval(r, s.get("ci_low"), s.get("ci_high"), f"study-ci-{i}", f"ci-arrow-{i}", color="black", lw=0.9)
+            e = disp(s["yi"])
+            if xlim[0] <= e <= xlim[1]:
+                side = max(max_side * ((w or 0) / max_w) ** 0.5, 2.5) if c.isnum(w) else 3.0
+                ax.plot([e], [r], marker="s", ms=side, color=c.SQUARE, mec=c.SQUARE, mew=0.3, ls="none",
+                        gid=f"study-square-{i}", zorder=3)  # fmt: skip
+            else:
+                ax.plot([xlim[1] if e > xlim[1] else xlim[0]], [r], marker="s", ms=0.01, alpha=0,
+                        gid=f"study-square-{i}", clip_on=False)  # fmt: skip
+            rob = str(s.get("rob_overall") or "not_assessed")
+            st = c.ROB_STYLE.get(rob, c.ROB_STYLE["not_assessed"])
+            fig.add_artist(Line2D([X_ROB], [y_in], transform=inch, marker="o", ms=6.5, ls="none",
+                                  mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
+                                  gid=f"rob-{i}"))  # fmt: skip
+        elif kind == "subtotal":
+            g, members = row["group"], row["studies"]
+            n = _participants(members)
+            gk = g.get("k") or len(members)
+            lab = f"Subtotal (k = {gk}" + (f", {n} participants)" if n else ")")
+            text(X_STUDY, y_in, lab, fontweight="bold")
+            wsum = sum(s.get("weight") or 0 for s in members)
+            text(X_WEIGHT, y_in, f"{wsum:.1f}%", ha="right", fontweight="bold")
+            text(X_EFFECT, y_in, c.effect_text(g.get("estimate"), g.get("ci_low"), g.get("ci_high"), ratio, digits),
+                 ha="center", fontweight="bold")  # fmt: skip
+            if gk and gk > 1:
+                diamond(r, g.get("estimate"), g.get("ci_low"), g.get("ci_high"),
+                        f"diamond-subgroup-{_safe_id(g.get('subgroup'))}", c.SUB_DIAMOND)  # fmt: skip
+                het = f"Heterogeneity: \u03c4\u00b2 = {c.fmt_small(g.get('tau2'))}; I\u00b2 = {c.fmt(g.get('i2'), 0)}%"
+                text(X_STUDY + 0.1, y_in - 0.62 * ROW, het, fontsize=6.5, color=c.GREY, va="center")
+            elif c.isnum(g.get("estimate")):
+                diamond(r, g.get("estimate"), g.get("ci_low"), g.get("ci_high"),
+                        f"diamond-subgroup-{_safe_id(g.get('subgroup'))}", c.SUB_DIAMOND)  # fmt: skip
+        elif kind == "total":
+            n = pooled.get("n_participants")
+            n = round(n) if c.isnum(n) else _participants(studies)
+            if single:
+                text(X_STUDY, y_in, "Single study, not pooled", fontweight="bold")
+            else:
+                lab = f"Total (k = {k}" + (f", {n} participants)" if n else ")")
+                text(X_STUDY, y_in, lab, fontweight="bold")
+                text(X_WEIGHT, y_in, "100.0%", ha="right", fontweight="bold")
+                text(X_EFFECT, y_in,
+                     c.effect_text(pooled.get("estimate"), pooled.get("ci_low"), pooled.get("ci_high"), ratio, digits),
+                     ha="center", fontweight="bold")  # fmt: skip
+                diamond(r, pooled.get("estimate"), pooled.get("ci_low"), pooled.get("ci_high"), "diamond-overall",
+                        c.DIAMOND)  # fmt: skip
+        elif kind == "pi":
+            text(X_STUDY, y_in, f"{level} prediction interval", color=c.PI_COLOUR)
+            lo, hi = c.to_display(pooled["pi_low"], ratio), c.to_display(pooled["pi_high"], ratio)
+            text(X_EFFECT, y_in, f"[{c.fmt_auto(lo, digits, ratio)}, {c.fmt_auto(hi, digits, ratio)}]", ha="center",
+                 color=c.PI_COLOUR)  # fmt: skip
+            interval(r, pooled["pi_low"], pooled["pi_high"], "pi-bar", "pi-arrow", color=c.PI_COLOUR, lw=2.2)
+
+    # ------------------------------------------------------------------ below the table
+    y_axis = H - top - ax_h
+    y = y_axis - 0.08
+    for line in stats_lines:
+        text(X_STUDY, y - ROW / 2, line, fontsize=7.5)
+        y -= ROW
+    left, right = c.favours_labels(analysis)
+    yf = y_axis - 0.3
+    for x, lab in ((PLOT_X0 + PLOT_W * 0.25, left), (PLOT_X0 + PLOT_W * 0.75, right)):
+        text(x, yf, c.wrap(lab, 21, 3), ha="center", va="top", fontsize=7, gid="favours-" + ("left" if x < PLOT_X0 + PLOT_W / 2 else "right"))  # fmt: skip
+    y_sep = y_axis - max(len(stats_lines) * ROW + 0.1, below_axis) - 0.06
+    fig.add_artist(Line2D([LEFT, WIDTH - LEFT], [y_sep, y_sep], transform=inch, color="#999999", lw=0.4))
+    yb = y_sep - 0.06
+    for note in foot:
+        text(LEFT, yb, note, fontsize=SMALL, va="top", color="#333333")
+        yb -= (note.count("\n") + 1) * 0.16
+    _rob_legend(fig, yb - 0.08)
+    return fig
+
+
+def _subtitle(outcome, measure, pooled, k, studies, single, level) -> str:
+    parts = [f"Outcome: {c.shorten(outcome.get('label') or '', 70)}"]
+    name = c.MEASURE_NAMES.get(measure, measure)
+    if measure == "MD" and outcome.get("reference_scale"):
+        lo, hi = outcome["reference_scale"]
+        name += f" on a {lo:g}\u2013{hi:g} scale"
+    parts.append(name)
+    parts.append(c.method_text(pooled))
+    n = pooled.get("n_participants")
+    n = round(n) if c.isnum(n) else _participants(studies)
+    parts.append(f"{k} {'study' if k == 1 else 'studies'}" + (f", {n} participants" if n else ""))
+    return "   \u00b7   ".join(parts)
+
+
+def _stats_lines(analysis, pooled, k, single, has_groups) -> list[str]:
+    if single:
+        return ["Heterogeneity and test for overall effect: not applicable (one study; its own estimate and CI)."]
+    lines = []
+    tau2 = pooled.get("tau2")
+    tau = f"\u03c4\u00b2 = {c.fmt_small(tau2)}"
+    if c.isnum(tau2) and c.isnum(pooled.get("tau2_ci_low")) and c.isnum(pooled.get("tau2_ci_high")):
+        d = c.small_digits(tau2)
+        tau += f" [{c.fmt_small(pooled['tau2_ci_low'], d)}, {c.fmt_small(pooled['tau2_ci_high'], d)}]"
+    elif not c.isnum(tau2):
+        tau = "\u03c4\u00b2 not estimated"
+    q = pooled.get("q")
+    qtxt = f"Q = {c.fmt(q)}, df = {pooled.get('q_df')} ({c.fmt_p(pooled.get('q_pvalue'))})" if c.isnum(q) else ""
+    i2 = pooled.get("i2")
+    i2txt = f"I\u00b2 = {c.fmt(i2, 0)}%"
+    if c.isnum(i2) and c.isnum(pooled.get("i2_ci_low")) and c.isnum(pooled.get("i2_ci_high")):
+        i2txt += f" [{c.fmt(pooled['i2_ci_low'], 0)}%, {c.fmt(pooled['i2_ci_high'], 0)}%]"
+    lines.append("Heterogeneity: " + "; ".join(x for x in (tau, qtxt, i2txt) if x))
+    est, se = pooled.get("estimate"), pooled.get("se")
+    if c.isnum(est) and c.isnum(se) and se > 0:
+        stat = est / se
+        if str(pooled.get("ci_method") or "").lower().startswith("hksj") and k > 1:
+            test = f"t = {c.fmt(stat)}, df = {k - 1}"
+        else:
+            test = f"z = {c.fmt(stat)}"
+        lines.append(f"Test for overall effect: {test} ({c.fmt_p(pooled.get('pvalue'))})")
+    if has_groups:
+        qb = pooled.get("q_between")
+        if c.isnum(qb):
+            lines.append(
+                f"Test for subgroup differences: Q = {c.fmt(qb)}, df = {pooled.get('q_between_df')} "
+                f"({c.fmt_p(pooled.get('q_between_pvalue'))})"
+            )
+        else:
+            lines.append("Test for subgroup differences: not estimable")
+    return lines
+
+
+def _footnotes(analysis, measure, studies, single, has_pi, level, random) -> list[str]:
+    outcome = analysis.get("outcome") or {}
+    notes = []
+    what = (
+        f"Squares: study estimates (area proportional to weight) with {level} CIs; arrows: CI beyond the axis."
+    )
+    if not single:
+        what += f" Diamond: pooled estimate and its {level} CI ({c.method_text(analysis.get('pooled') or {})})."
+    if has_pi:
+        what += f" Red bar: {level} prediction interval."
+    notes.append(what)
+    if c.is_ratio(measure):
+        notes.append(f"{c.MEASURE_NAMES[measure]}s on a log axis; values > 1 mean more events with the intervention.")
+    elif measure == "MD" and outcome.get("reference_scale"):
+        lo, hi = outcome["reference_scale"]
+        notes.append(
+            f"Mean differences on a {lo:g}\u2013{hi:g} scale (every instrument rescaled); arm statistics as reported,"
+            " on each instrument's own scale."
+        )
+    elif measure == "SMD":
+        notes.append("Arm statistics as reported, on each instrument's own scale.")
+    marks = []
+    if any(s.get("derived") for s in studies):
+        marks.append(
+            f"{c.DAGGER} statistics converted (e.g. SD from SE or CI, mean and SD from median and IQR or range,"
+            " SE from a reported CI)"
+        )
+    if any(s.get("low_confidence") for s in studies):
+        marks.append(f"{c.DDAGGER} low extraction confidence")
+    if marks:
+        notes.append("; ".join(marks) + ".")
+    return [c.wrap(n, 190, 3) for n in notes]
+
+
+def _rob_legend(fig, y: float) -> None:
+    inch = fig.dpi_scale_trans
+    x = LEFT
+    fig.text(x, y, "Risk of bias:", transform=inch, fontsize=SMALL, va="center")
+    x += 0.78
+    for key in ("low", "some_concerns", "high", "not_assessed"):
+        st = c.ROB_STYLE[key]
+        fig.add_artist(Line2D([x], [y], transform=inch, marker="o", ms=5.5, ls="none",
+                              mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
+                              gid=f"rob-legend-{key}"))  # fmt: skip
+        fig.text(x + 0.09, y, st["label"], transform=inch, fontsize=SMALL, va="center")
+        x += 0.2 + 0.058 * len(st["label"])
