@@ -34,8 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from statsmodels.regression.linear_model import WLS
 from scipy import special  # not scipy.stats: its import costs ~0.5 s per pipeline job
+from statsmodels.regression.linear_model import WLS
 
 from tpsynth import pooling
 from tpsynth.pooling import PooledResult, pool
