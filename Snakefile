@@ -42,6 +42,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -55,4 +56,5 @@ rule all:
             ext=["png", "svg", "pdf"],
         ),
         rules.summary_figure.output,
+        rules.report.output,
     default_target: True

@@ -14,6 +14,7 @@ Usage: python benchmarks/pipeline.py [--workdir-source DIR] (default: this repos
 from __future__ import annotations
 
 import argparse
+import csv
 import re
 import shutil
 import statistics
@@ -56,18 +57,18 @@ def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 def edit_one_study(wd: Path) -> str:
-    """Change one usable outcome row's n by one (a copy; the shipped data is never touched)."""
+    """Add one participant to the first arm with mean and SD (a copy; the shipped data is never touched)."""
     path = wd / "data" / "raw" / "outcomes.csv"
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    header = lines[0].rstrip("\n").split(",")
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
     i_n, i_sd, i_study = header.index("n"), header.index("sd"), header.index("study_id")
-    for j, line in enumerate(lines[1:], start=1):
-        fields = line.rstrip("\n").split(",")
-        if len(fields) == len(header) and fields[i_n].isdigit() and fields[i_sd]:
-            fields[i_n] = str(int(fields[i_n]) + 1)
-            lines[j] = ",".join(fields) + "\n"
-            path.write_text("".join(lines), encoding="utf-8")
-            return fields[i_study]
+    for row in rows[1:]:
+        if row[i_n].isdigit() and row[i_sd]:
+            row[i_n] = str(int(row[i_n]) + 1)
+            with path.open("w", encoding="utf-8", newline="") as fh:
+                csv.writer(fh, lineterminator="\n").writerows(rows)
+            return row[i_study]
     raise SystemExit("no editable row found")
 
 

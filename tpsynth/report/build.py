@@ -1,0 +1,842 @@
+"""Collect everything the HTML report shows, and render it.
+
+Every function here is pure (inputs in, plain dicts and lists out) except the small readers at the end
+(:func:`build_report`, :func:`provenance`, :func:`git_info`), so the content of each section can be
+unit-tested without a browser. :func:`render` fills ``templates/report.html.j2`` with Jinja2 with
+autoescaping on: text that comes from the data (study names, notes, reasons) is always escaped.
+
+The report is byte-identical on every rerun with the same inputs: nothing reads the clock (the date is
+``SOURCE_DATE_EPOCH``, else the latest git commit date, else the newest input file's mtime), every
+mapping is rendered in a fixed order and figures are embedded as they are on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from ..certainty import rules_from_config
+from ..config import analysis_settings
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_NAME = "report.html.j2"
+
+SOFTWARE = ["python", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "snakemake", "jinja2"]
+
+RATIO = {"RR", "OR"}
+MEASURE_NAMES = {
+    "MD": "mean difference",
+    "SMD": "standardised mean difference (Hedges' g)",
+    "RR": "risk ratio",
+    "OR": "odds ratio",
+    "RD": "risk difference",
+}
+TAU2_METHODS = {
+    "REML": "restricted maximum likelihood (REML)",
+    "DL": "DerSimonian-Laird (DL)",
+    "PM": "Paule-Mandel (PM)",
+    "ML": "maximum likelihood (ML)",
+    "HE": "Hedges (HE)",
+    "SJ": "Sidik-Jonkman (SJ)",
+    "EB": "empirical Bayes (EB)",
+    "FE": "none: common-effect (fixed-effect) model",
+    "single study": "none: a single study, reported as is",
+}
+CI_METHODS = {
+    "wald": "Wald (normal quantile)",
+    "hksj": 'Hartung-Knapp-Sidik-Jonkman (t with k-1 degrees of freedom; metafor test="knha")',
+    "hksj_adhoc": 'Hartung-Knapp-Sidik-Jonkman, never narrower than Wald (metafor test="adhoc")',
+}
+CONVERSIONS = {
+    "reported": "as reported",
+    "sd_from_se": "SD from the standard error (SD = SE x sqrt(n))",
+    "sd_from_ci_t": "SD from a CI of the mean, t quantile (n < 60; Cochrane Handbook 6.5.2.2)",
+    "sd_from_ci_z": "SD from a CI of the mean, normal quantile (n >= 60; Cochrane Handbook 6.5.2.2)",
+    "mean_luo2016_s1": "mean from median and minimum/maximum (Luo et al. 2016, scenario 1)",
+    "mean_luo2016_s2": "mean from median and quartiles (Luo et al. 2016, scenario 2)",
+    "mean_luo2016_s3": "mean from median, quartiles and minimum/maximum (Luo et al. 2016, scenario 3)",
+    "sd_wan2014_range": "SD from the range (Wan et al. 2014)",
+    "sd_wan2014_iqr": "SD from the interquartile range (Wan et al. 2014)",
+    "sd_shi2020_s3": "SD from median, quartiles and range (Shi et al. 2020, scenario 3)",
+}
+CERTAINTY_RULES = {
+    "alpha": "two-sided alpha of the optimal information size (OIS)",
+    "power": "power of the OIS",
+    "dichotomous_relative_change": "relative risk change a dichotomous OIS is powered for",
+    "small_trial_per_arm": "trials with fewer participants per arm count as small",
+    "risk_of_bias_weight": "risk of bias -1 when at least this share of the weight is at high risk",
+    "not_assessed_counts_as_risk": "risk of bias 'not assessed' counts as high risk",
+    "inconsistency_i2_serious": "inconsistency -1 at or above this I² (%)",
+    "inconsistency_i2_very_serious": "inconsistency -2 at or above this I² (%) when the PI includes no effect",
+    "indirectness_weight": "indirectness -1 when at least this share of weight is outside the target regions",
+    "publication_bias_p": "publication bias -1 when Egger's p is below this ...",
+    "publication_bias_min_k": "... and k is at least this",
+    "ratio_threshold": "RR/OR of appreciable benefit or harm (imprecision)",
+}
+SENSITIVITY_KINDS = {
+    "without_high_rob": "Without studies at high risk of bias",
+    "without_low_confidence": "Without low-confidence extractions",
+}
+_URL = re.compile(r"https?://[^\s|;,()<>\"']+")
+
+
+# --------------------------------------------------------------------------------------------------
+# formatting (registered as Jinja2 filters)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def num(x, digits: int = 2) -> str:
+    """A number with ``digits`` decimals and a true minus sign; an en dash when missing."""
+    if not _finite(x):
+        return "–"
+    s = f"{x:.{digits}f}"
+    if float(s) == 0:
+        s = s.lstrip("-")
+    return s.replace("-", "\u2212")
+
+
+def ratio(x) -> str:
+    """A ratio (RR/OR) readable over many orders of magnitude."""
+    if not _finite(x):
+        return "–"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x < 0.01:
+        return f"{x:.2g}"
+    return f"{x:.2f}"
+
+
+def pval(p) -> str:
+    if not _finite(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def pct(x, digits: int = 0) -> str:
+    """A share (0-1) in percent."""
+    return "–" if not _finite(x) else f"{100 * x:.{digits}f}%"
+
+
+def linkify(text) -> Markup:
+    """Escape ``text`` and turn each http(s) address in it into a link (no request is made until clicked)."""
+    text = "" if text is None else str(text)
+    out, pos = [], 0
+    for m in _URL.finditer(text):
+        out.append(escape(text[pos : m.start()]))
+        url = escape(m.group(0))
+        out.append(Markup('<a href="{0}" rel="noreferrer noopener">{0}</a>').format(url))
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+def breakable(text) -> Markup:
+    """Escape ``text`` and allow line breaks after underscores (long identifiers in narrow columns)."""
+    return Markup(str(escape("" if text is None else str(text))).replace("_", "_<wbr>"))
+
+
+def anchor(analysis_id: str) -> str:
+    """The HTML id of an analysis's section."""
+    return "analysis-" + re.sub(r"[^A-Za-z0-9_-]", "-", analysis_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# effects in natural units
+
+
+def _scale_text(scale) -> str:
+    if not scale:
+        return ""
+    lo, hi = scale
+    return f"{num(lo, 0) if float(lo).is_integer() else num(lo)}–{num(hi, 0) if float(hi).is_integer() else num(hi)}"
+
+
+def effect_text(measure: str, est, lo, hi, level: float = 0.95) -> str:
+    """'−0.46 (95% CI −1.04 to 0.12)' with ratio measures exponentiated from the log scale."""
+    if not _finite(est):
+        return "not estimable"
+    lvl = f"{100 * level:g}% CI"
+    if measure in RATIO:
+        e, a, b = (math.exp(v) if _finite(v) else None for v in (est, lo, hi))
+        return f"{ratio(e)} ({lvl} {ratio(a)} to {ratio(b)})"
+    return f"{num(est)} ({lvl} {num(lo)} to {num(hi)})"
+
+
+def natural(measure: str, x):
+    """A value of the analysis scale in natural units (exp for RR/OR)."""
+    if not _finite(x):
+        return None
+    return math.exp(x) if measure in RATIO else x
+
+
+def fmt_natural(measure: str, x) -> str:
+    return ratio(natural(measure, x)) if measure in RATIO else num(x)
+
+
+def favours_text(measure: str, higher_is_better: bool, intervention: str) -> str:
+    """Which side of no effect favours the intervention."""
+    null = "1" if measure in RATIO else "0"
+    side = "above" if higher_is_better else "below"
+    return f"values {side} {null} favour {intervention}"
+
+
+def effect_summary(a: dict) -> dict:
+    """The pooled effect of one analysis in natural units, with its label and direction."""
+    p = a["pooled"]
+    s = a["settings"]
+    measure = s["measure"]
+    level = s.get("level", 0.95)
+    outcome = a["outcome"]
+    scale = outcome.get("reference_scale")
+    label = measure
+    if measure == "MD" and scale:
+        label = f"MD, points on {_scale_text(scale)}"
+    elif measure in RATIO:
+        label = f"{measure} (ratio scale)"
+    out = {
+        "measure": measure,
+        "label": label,
+        "text": effect_text(measure, p.get("estimate"), p.get("ci_low"), p.get("ci_high"), level),
+        "estimate": natural(measure, p.get("estimate")),
+        "ci_low": natural(measure, p.get("ci_low")),
+        "ci_high": natural(measure, p.get("ci_high")),
+        "points_text": None,
+        "favours": favours_text(
+            measure, bool(outcome.get("higher_is_better")), s.get("intervention_label") or "the intervention"
+        ),
+    }
+    pts = a.get("smd_in_points")
+    if pts and _finite(pts.get("estimate")):
+        on = f" on {_scale_text(pts.get('scale'))}" if pts.get("scale") else ""
+        out["points_text"] = (
+            f"≈ {effect_text('MD', pts['estimate'], pts['ci_low'], pts['ci_high'], level)} points{on} "
+            f"(SMD × representative SD {num(pts.get('sd'))})"
+        )
+    return out
+
+
+def split_reasons(text: str | None) -> list[str]:
+    """'risk of bias (-1): ...; imprecision (-1): a; b' -> one item per GRADE domain."""
+    if not text:
+        return []
+    return [t.strip() for t in re.split(r";\s+(?=[a-z][a-z ]* \(-\d\):)", text) if t.strip()]
+
+
+def sof_row(a: dict) -> dict:
+    """One row of the summary-of-findings table."""
+    p = a["pooled"]
+    s = a["settings"]
+    return {
+        "analysis_id": a["analysis_id"],
+        "anchor": anchor(a["analysis_id"]),
+        "comparison": s.get("title") or a["analysis_id"],
+        "intervention": s.get("intervention_label") or "",
+        "comparator": s.get("comparator_label") or "",
+        "outcome": a["outcome"].get("label", s.get("outcome", "")),
+        "timepoint": s.get("timepoint_weeks"),
+        "k": p.get("k", 0),
+        "participants": p.get("n_participants"),
+        "effect": effect_summary(a),
+        "certainty": p.get("certainty") or "not rated",
+        "certainty_reasons": split_reasons(p.get("certainty_reasons")),
+        "plain_language": a.get("plain_language") or "",
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# per-analysis detail
+
+
+def heterogeneity(a: dict) -> dict:
+    p = a["pooled"]
+    m = a["settings"]["measure"]
+    k = p.get("k") or 0
+    return {
+        "estimable": k >= 2 and _finite(p.get("tau2")),
+        "k": k,
+        "tau2": p.get("tau2"),
+        "tau2_ci_low": p.get("tau2_ci_low"),
+        "tau2_ci_high": p.get("tau2_ci_high"),
+        "i2": p.get("i2"),
+        "i2_ci_low": p.get("i2_ci_low"),
+        "i2_ci_high": p.get("i2_ci_high"),
+        "q": p.get("q"),
+        "q_df": p.get("q_df"),
+        "q_pvalue": p.get("q_pvalue"),
+        "pi": (
+            f"{fmt_natural(m, p.get('pi_low'))} to {fmt_natural(m, p.get('pi_high'))}"
+            if _finite(p.get("pi_low")) and _finite(p.get("pi_high"))
+            else None
+        ),
+        "log_scale": m in RATIO,
+    }
+
+
+def _sens_row(m: str, level: float, r: dict) -> dict:
+    return {
+        "study_id": r.get("study_id"),
+        "k": r.get("k"),
+        "effect": effect_text(m, r.get("estimate"), r.get("ci_low"), r.get("ci_high"), level),
+        "estimate": natural(m, r.get("estimate")),
+        "tau2": r.get("tau2"),
+        "i2": r.get("i2"),
+    }
+
+
+def sensitivity(a: dict) -> dict:
+    """Leave-one-out range, the two restricted re-analyses and the cumulative analysis."""
+    m = a["settings"]["measure"]
+    level = a["settings"].get("level", 0.95)
+    rows = a.get("sensitivity") or []
+    loo = [_sens_row(m, level, r) for r in rows if r["kind"] == "leave_one_out"]
+    cum = [_sens_row(m, level, r) for r in rows if r["kind"] == "cumulative"]
+    loo_range = None
+    est = [r for r in loo if r["estimate"] is not None]
+    if est:
+        lo = min(est, key=lambda r: r["estimate"])
+        hi = max(est, key=lambda r: r["estimate"])
+        fmt = ratio if m in RATIO else num
+        loo_range = {"low": fmt(lo["estimate"]), "low_without": lo["study_id"],
+                     "high": fmt(hi["estimate"]), "high_without": hi["study_id"]}  # fmt: skip
+    restricted = []
+    for kind, title in SENSITIVITY_KINDS.items():
+        r = next((r for r in rows if r["kind"] == kind), None)
+        if r is None:
+            restricted.append({"title": title, "applies": False, "row": None})
+        else:
+            row = _sens_row(m, level, r)
+            row["dropped"] = [x for x in str(r.get("study_id") or "").split(";") if x]
+            restricted.append({"title": title, "applies": True, "row": row})
+    return {"leave_one_out": loo, "loo_range": loo_range, "restricted": restricted, "cumulative": cum}
+
+
+def subgroups(a: dict) -> dict:
+    m = a["settings"]["measure"]
+    level = a["settings"].get("level", 0.95)
+    p = a["pooled"]
+    rows = [
+        {"subgroup": g.get("subgroup"), "column": g.get("column"), "k": g.get("k"),
+         "effect": effect_text(m, g.get("estimate"), g.get("ci_low"), g.get("ci_high"), level),
+         "tau2": g.get("tau2"), "i2": g.get("i2")}
+        for g in a.get("subgroups") or []
+    ]  # fmt: skip
+    return {
+        "column": a["settings"].get("subgroup"),
+        "rows": rows,
+        "q_between": p.get("q_between"),
+        "q_between_df": p.get("q_between_df"),
+        "q_between_pvalue": p.get("q_between_pvalue"),
+    }
+
+
+def small_study(a: dict) -> dict:
+    s = a.get("small_study") or {}
+    m = a["settings"]["measure"]
+    return {
+        "done": not s.get("skipped_reason"),
+        "skipped_reason": s.get("skipped_reason"),
+        "egger_stat": s.get("egger_stat"),
+        "egger_pvalue": s.get("egger_pvalue"),
+        "trimfill_k0": s.get("trimfill_k0"),
+        "trimfill_estimate": fmt_natural(m, s.get("trimfill_estimate")),
+    }
+
+
+def study_rows(a: dict) -> list[dict]:
+    """The studies of one analysis as they entered it (effect in natural units, weight)."""
+    m = a["settings"]["measure"]
+    level = a["settings"].get("level", 0.95)
+    out = []
+    for s in a.get("studies") or []:
+        arms = s.get("arms_text") or {}
+        out.append({
+            "study_id": s.get("study_id"),
+            "label": f"{s.get('author') or s.get('study_id')} {s.get('year') or ''}".strip(),
+            "timepoint_weeks": s.get("timepoint_weeks"),
+            "instrument": s.get("instrument"),
+            "intervention": arms.get("intervention") if isinstance(arms, dict) else None,
+            "comparator": arms.get("comparator") if isinstance(arms, dict) else None,
+            "effect": effect_text(m, s.get("yi"), s.get("ci_low"), s.get("ci_high"), level),
+            "weight": s.get("weight"),
+            "notes": list(s.get("notes") or []),
+        })  # fmt: skip
+    return out
+
+
+def analysis_section(a: dict, figures: dict) -> dict:
+    aid = a["analysis_id"]
+    p = a["pooled"]
+    s = a["settings"]
+    return {
+        "analysis_id": aid,
+        "anchor": anchor(aid),
+        "title": s.get("title") or aid,
+        "settings": {
+            "measure": MEASURE_NAMES.get(s["measure"], s["measure"]),
+            "method": TAU2_METHODS.get(
+                p.get("method") or s.get("method"), p.get("method") or s.get("method")
+            ),
+            "ci": CI_METHODS.get(p.get("ci_method") or s.get("ci"), s.get("ci")),
+            "level": s.get("level", 0.95),
+            "timepoint_weeks": s.get("timepoint_weeks"),
+            "timepoint_rule": s.get("timepoint_rule"),
+            "randomised_only": s.get("randomised_only"),
+        },
+        "labels": {k: list((a.get("labels") or {}).get(k) or []) for k in ("intervention", "comparator")},
+        "sof": sof_row(a),
+        "pvalue": p.get("pvalue"),
+        "heterogeneity": heterogeneity(a),
+        "caveats": list(a.get("caveat_sentences") or []),
+        "notes": list(a.get("notes") or []) + list(p.get("notes") or []),
+        "studies": study_rows(a),
+        "sensitivity": sensitivity(a),
+        "subgroups": subgroups(a),
+        "small_study": small_study(a),
+        "forest": figures.get(f"forest_{aid}"),
+        "funnel": figures.get(f"funnel_{aid}"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# evidence base
+
+
+def _arms_text(study_id: str, outcomes: list[dict], contrasts: list[dict]) -> str:
+    arms: dict[str, int | None] = {}
+    for r in outcomes:
+        if r["study_id"] == study_id:
+            n = r.get("n")
+            cur = arms.get(r["arm"])
+            arms[r["arm"]] = n if cur is None else (max(cur, n) if n is not None else cur)
+    if arms:
+        return ", ".join(f"{arm} {n:.0f}" if n is not None else f"{arm} n?" for arm, n in arms.items())
+    cons = [r for r in contrasts if r["study_id"] == study_id]
+    for r in cons:
+        ni, nc = r.get("n_intervention"), r.get("n_comparator")
+        if ni is not None or nc is not None:
+            return (
+                f"contrast only: {ni:.0f} vs {nc:.0f}"
+                if ni is not None and nc is not None
+                else "contrast only"
+            )
+    return "contrast only" if cons else "–"
+
+
+def study_table(
+    studies: list[dict], outcomes: list[dict], contrasts: list[dict], analyses: list[dict]
+) -> list[dict]:
+    """One row per study of the studies sheet, with the analyses it entered."""
+    used: dict[str, list[str]] = {}
+    for a in analyses:
+        for s in a.get("studies") or []:
+            used.setdefault(s["study_id"], []).append(a["analysis_id"])
+    rows = []
+    for s in studies:
+        sid = s["study_id"]
+        rows.append({
+            "study_id": sid,
+            "label": f"{s.get('author') or sid} {s.get('year') or ''}".strip(),
+            "citation": s.get("citation") or "",
+            "region": s.get("region") or "",
+            "design": s.get("design") or "",
+            "randomised": s.get("randomised", True) is not False,
+            "arms": _arms_text(sid, outcomes, contrasts),
+            "rob": (s.get("rob_overall") or "").replace("_", " "),
+            "confidence": s.get("extraction_confidence") or "",
+            "source": s.get("source") or "",
+            "analyses": [{"id": x, "anchor": anchor(x)} for x in sorted(set(used.get(sid, [])))],
+        })  # fmt: skip
+    return rows
+
+
+UNUSABLE = "unusable as extracted: "
+NOT_CONFIGURED = "not part of any configured analysis"
+
+
+def _split_analysis_reasons(reason: str, ids: list[str]) -> list[tuple[str, str]]:
+    """'a1: why; still why; a2: why' -> [(a1, 'why; still why'), (a2, 'why')]."""
+    if not ids:
+        return []
+    alt = "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+    parts = re.split(rf"(?:^|;\s+)({alt}):\s+", reason)
+    if parts[0].strip():
+        return []
+    return [(parts[i], parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
+
+
+def dataflow_summary(flow: list[dict], analyses: list[dict]) -> dict:
+    """Counts of rows extracted, analysable and used, and the exclusions grouped by reason.
+
+    ``flow`` holds the rows of ``data/processed/dataflow.csv`` (strings, as csv.DictReader gives them).
+    """
+    ids = [a["analysis_id"] for a in analyses]
+    sheets: dict[str, Counter] = {}
+    unusable: dict[str, dict] = {}
+    not_configured: dict[str, set] = {"rows": set(), "studies": set(), "outcomes": set()}
+    left_out: dict[str, dict] = {}
+    per_analysis = {i: 0 for i in ids}
+    for r in flow:
+        c = sheets.setdefault(r["sheet"], Counter())
+        c["extracted"] += 1
+        reason = r.get("reason") or ""
+        if r["state"] == "used":
+            c["analysable"] += 1
+            c["used"] += 1
+            for aid in filter(None, (r.get("analyses") or "").split(";")):
+                per_analysis[aid] = per_analysis.get(aid, 0) + 1
+            continue
+        if reason == NOT_CONFIGURED:
+            c["analysable"] += 1
+            not_configured["rows"].add((r["sheet"], r["line"]))
+            not_configured["studies"].add(r["study_id"])
+            not_configured["outcomes"].add(r.get("outcome") or "")
+            continue
+        parts = _split_analysis_reasons(reason, ids)
+        if parts:
+            c["analysable"] += 1
+            for aid, why in parts:
+                g = left_out.setdefault(
+                    re.sub(r"\d+(\.\d+)? weeks", "N weeks", why),
+                    {"rows": 0, "analyses": set(), "studies": set(), "examples": set()},
+                )
+                g["rows"] += 1
+                g["analyses"].add(aid)
+                g["studies"].add(r["study_id"])
+                g["examples"].add(why)
+            continue
+        why = reason[len(UNUSABLE) :] if reason.startswith(UNUSABLE) else reason
+        g = unusable.setdefault(why, {"rows": 0, "studies": set()})
+        g["rows"] += 1
+        g["studies"].add(r["study_id"])
+
+    def _rows_sorted(d):
+        return sorted(d.items(), key=lambda kv: (-kv[1]["rows"], kv[0]))
+
+    totals = Counter()
+    for c in sheets.values():
+        totals.update(c)
+    analysis_rows = []
+    for a in analyses:
+        p = a["pooled"]
+        analysis_rows.append({
+            "analysis_id": a["analysis_id"], "anchor": anchor(a["analysis_id"]),
+            "title": a["settings"].get("title") or a["analysis_id"],
+            "rows": per_analysis.get(a["analysis_id"], 0), "k": p.get("k", 0),
+            "participants": p.get("n_participants"),
+        })  # fmt: skip
+    return {
+        "sheets": [{"sheet": name, **{k: c[k] for k in ("extracted", "analysable", "used")}}
+                   for name, c in sorted(sheets.items(), key=lambda kv: (kv[0] != "outcomes", kv[0]))],
+        "totals": {k: totals[k] for k in ("extracted", "analysable", "used")},
+        "per_analysis": analysis_rows,
+        "unusable": [{"reason": k, "rows": v["rows"], "studies": sorted(v["studies"])} for k, v in _rows_sorted(unusable)],
+        "unusable_rows": sum(v["rows"] for v in unusable.values()),
+        "not_configured": {"rows": len(not_configured["rows"]), "studies": sorted(not_configured["studies"]),
+                           "outcomes": sorted(o for o in not_configured["outcomes"] if o)},
+        "left_out": [
+            {"reason": k, "examples": sorted(v["examples"]), "rows": v["rows"],
+             "analyses": sorted(v["analyses"]), "studies": sorted(v["studies"])}
+            for k, v in _rows_sorted(left_out)
+        ],
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# methods and provenance
+
+
+def software_versions() -> list[dict]:
+    out = [{"name": "python", "version": platform.python_version()}]
+    for name in SOFTWARE[1:]:
+        try:
+            v = version(name)
+        except PackageNotFoundError:
+            v = "not installed"
+        out.append({"name": name, "version": v})
+    return out
+
+
+def methods(config: dict, analyses: list[dict], arms: list[dict]) -> dict:
+    """What was done, written from the configuration and data actually used."""
+    ids = [a["analysis_id"] for a in analyses]
+    settings = []
+    for aid in ids:
+        try:
+            s = analysis_settings(config, aid)
+        except KeyError:
+            s = next(a["settings"] for a in analyses if a["analysis_id"] == aid)
+        settings.append({
+            "analysis_id": aid, "anchor": anchor(aid), "measure": s.get("measure"), "method": s.get("method"),
+            "ci": s.get("ci"), "level": s.get("level", 0.95), "timepoint_weeks": s.get("timepoint_weeks"),
+            "timepoint_rule": s.get("timepoint_rule"), "randomised_only": s.get("randomised_only"),
+            "subgroup": s.get("subgroup"),
+        })  # fmt: skip
+    used_methods = sorted({s["method"] for s in settings if s["method"]})
+    used_ci = sorted({s["ci"] for s in settings if s["ci"]})
+    used_measures = sorted({s["measure"] for s in settings if s["measure"]})
+    conv = Counter()
+    for r in arms:
+        for col in ("mean_method", "sd_method"):
+            v = (r.get(col) or "").strip()
+            if v:
+                conv[(col, v)] += 1
+    conversions = [
+        {"column": col, "method": v, "rows": n, "description": CONVERSIONS.get(v, v)}
+        for (col, v), n in sorted(conv.items())
+    ]
+    rules = rules_from_config(config)
+    order = [k for k in CERTAINTY_RULES if k in rules] + sorted(k for k in rules if k not in CERTAINTY_RULES)
+    certainty = [
+        {"key": k, "value": ("yes" if rules[k] else "no") if isinstance(rules[k], bool) else rules[k],
+         "meaning": CERTAINTY_RULES.get(k, "")}
+        for k in order
+    ]  # fmt: skip
+    target = config.get("target") or {}
+    return {
+        "defaults": dict(sorted((config.get("defaults") or {}).items())),
+        "settings": settings,
+        "measures": [{"code": m, "name": MEASURE_NAMES.get(m, m)} for m in used_measures],
+        "tau2_methods": [{"code": m, "name": TAU2_METHODS.get(m, m)} for m in used_methods],
+        "ci_methods": [{"code": c, "name": CI_METHODS.get(c, c)} for c in used_ci],
+        "conversions": conversions,
+        "any_derived": any(c["method"] != "reported" for c in conversions),
+        "certainty": certainty,
+        "target": {"label": target.get("label"), "regions": list(target.get("regions") or [])},
+        "software": software_versions(),
+    }
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _git(basedir: str | Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(basedir), *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+
+
+def git_info(basedir: str | Path | None) -> dict:
+    """Commit, commit date (Unix seconds) and whether tracked files differ from it, or not a checkout."""
+    commit = _git(basedir, "rev-parse", "HEAD") if basedir else None
+    if not commit:
+        return {"commit": None, "epoch": None, "dirty": False}
+    epoch = _git(basedir, "log", "-1", "--format=%ct")
+    dirty = _git(basedir, "status", "--porcelain", "--untracked-files=no") is not None
+    return {"commit": commit, "epoch": int(epoch) if epoch and epoch.isdigit() else None, "dirty": dirty}
+
+
+def report_date(source_date_epoch: str | None, git_epoch: int | None, input_mtimes: list[float]) -> dict:
+    """A deterministic date: SOURCE_DATE_EPOCH, else the latest commit date, else the newest input's mtime."""
+    if source_date_epoch and source_date_epoch.strip().isdigit():
+        epoch, how = int(source_date_epoch.strip()), "SOURCE_DATE_EPOCH"
+    elif git_epoch is not None:
+        epoch, how = git_epoch, "date of the latest git commit"
+    elif input_mtimes:
+        epoch, how = int(max(input_mtimes)), "modification time of the newest input file"
+    else:
+        return {"date": "unknown", "how": "no date source available"}
+    d = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+    return {"date": d.strftime("%Y-%m-%d %H:%M UTC"), "day": d.strftime("%d %B %Y").lstrip("0"), "how": how}
+
+
+def provenance(
+    inputs: list[tuple[str, str]],
+    results: list[tuple[str, str]],
+    basedir: str | Path | None,
+    source_date_epoch: str | None,
+) -> dict:
+    """SHA-256 of every input (display name, path), git commit and a deterministic date."""
+    git = git_info(basedir)
+    files = [{"name": name, "sha256": file_sha256(path)} for name, path in inputs]
+    res = [{"name": name, "sha256": file_sha256(path)} for name, path in results]
+    mtimes = [os.stat(path).st_mtime for _, path in inputs]
+    return {
+        "inputs": files,
+        "results": res,
+        "git_commit": git["commit"] or "not a git checkout",
+        "git_dirty": git["dirty"],
+        "date": report_date(source_date_epoch, git["epoch"], mtimes),
+        "software": software_versions(),
+        "platform": f"{platform.python_implementation()} {platform.python_version()}",
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# limitations
+
+
+def limitations(
+    analyses: list[dict], studies: list[dict], flow: dict, shipped_note: bool, config: dict | None = None
+) -> dict:
+    ks = [a["pooled"].get("k", 0) or 0 for a in analyses]
+    rob = Counter(s.get("rob_overall") or "not_assessed" for s in studies)
+    certainty = Counter(a["pooled"].get("certainty") or "not rated" for a in analyses)
+    return {
+        "n_studies": len(studies),
+        "rob_not_assessed": rob.get("not_assessed", 0),
+        "rob_high": rob.get("high", 0),
+        "n_analyses": len(analyses),
+        "max_k": max(ks) if ks else 0,
+        "k_le_2": sum(1 for k in ks if k <= 2),
+        "k_lt_10": sum(1 for k in ks if k < 10),
+        "extracted": flow["totals"]["extracted"],
+        "unusable": flow["unusable_rows"],
+        "used": flow["totals"]["used"],
+        "low_confidence": sum(1 for s in studies if s.get("extraction_confidence") == "low"),
+        "certainty": [{"level": lv, "n": certainty[lv]} for lv in ("high", "moderate", "low", "very low", "not rated")
+                      if certainty[lv]],
+        "shipped_note": shipped_note,
+        "not_assessed_counts": bool(rules_from_config(config or {}).get("not_assessed_counts_as_risk")),
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# assembly and rendering
+
+
+def data_uri(path: str | Path | None) -> str | None:
+    """A PNG file as a data: URI (None when there is no file)."""
+    if not path or not Path(path).is_file():
+        return None
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def build_context(
+    *,
+    analyses: list[dict],
+    config: dict,
+    studies: list[dict],
+    outcomes: list[dict],
+    contrasts: list[dict],
+    flow_rows: list[dict],
+    arms: list[dict],
+    figures: dict[str, str | None],
+    prov: dict,
+    shipped_note: bool = False,
+) -> dict:
+    """Everything the template shows. ``figures`` maps 'summary', 'forest_ID', 'funnel_ID' to data URIs."""
+    analyses = sorted(analyses, key=lambda a: a["analysis_id"])
+    flow = dataflow_summary(flow_rows, analyses)
+    sections = [analysis_section(a, figures) for a in analyses]
+    toc = [
+        {"id": "key-findings", "title": "1. Key findings for clinicians", "children": []},
+        {"id": "evidence-base", "title": "2. The evidence base", "children": []},
+        {"id": "analyses", "title": "3. Analyses", "children": [{"id": s["anchor"], "title": s["title"]} for s in sections]},
+        {"id": "methods", "title": "4. Methods", "children": []},
+        {"id": "provenance", "title": "5. Provenance", "children": []},
+        {"id": "limitations", "title": "6. Limitations", "children": []},
+    ]  # fmt: skip
+    return {
+        "title": "Trigger-point treatments: evidence synthesis report",
+        "toc": toc,
+        "sof": [s["sof"] for s in sections],
+        "summary_figure": figures.get("summary"),
+        "studies": study_table(studies, outcomes, contrasts, analyses),
+        "flow": flow,
+        "sections": sections,
+        "methods": methods(config, analyses, arms),
+        "provenance": prov,
+        "limitations": limitations(analyses, studies, flow, shipped_note, config),
+        "target": (config.get("target") or {}).get("label"),
+    }
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(num=num, ratio=ratio, pval=pval, pct=pct, linkify=linkify, breakable=breakable)
+    return env
+
+
+def render(context: dict) -> str:
+    return environment().get_template(TEMPLATE_NAME).render(**context)
+
+
+# --------------------------------------------------------------------------------------------------
+# reading the inputs (used by scripts/report.py)
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def _display(path: str | Path) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except ValueError:
+            return str(p)
+    return str(p)
+
+
+def is_shipped_evidence(studies_path: str | Path) -> bool:
+    """True for the trigger-point extraction shipped with the pipeline (its README sits beside the sheets)."""
+    readme = Path(studies_path).parent / "README.md"
+    return readme.is_file() and "trigger-point-extraction" in readme.read_text(
+        encoding="utf-8", errors="replace"
+    )
+
+
+def build_report(
+    *,
+    analysis_paths: list[str],
+    config: dict,
+    sheet_paths: dict[str, str],
+    config_paths: list[str],
+    dataflow_path: str,
+    arms_path: str,
+    pooled_path: str | None = None,
+    figure_paths: dict[str, str | None] | None = None,
+    basedir: str | None = None,
+    source_date_epoch: str | None = None,
+) -> str:
+    """Read every input and return the report's HTML."""
+    from ..validate import load_sheets
+
+    analyses = [json.loads(Path(p).read_text(encoding="utf-8")) for p in analysis_paths]
+    data = dict(config["data"])
+    data.update({k: v for k, v in sheet_paths.items()})
+    sheets = load_sheets({**config, "data": data})
+    figures = {k: data_uri(v) for k, v in sorted((figure_paths or {}).items())}
+    inputs = [(_display(p), p) for p in sheet_paths.values()] + [(_display(p), p) for p in config_paths]
+    results = [(_display(p), p) for p in [dataflow_path, arms_path, *([pooled_path] if pooled_path else []),
+                                          *sorted(analysis_paths)]]  # fmt: skip
+    prov = provenance(inputs, results, basedir, source_date_epoch)
+    ctx = build_context(
+        analyses=analyses, config=config, studies=sheets.studies, outcomes=sheets.outcomes,
+        contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=read_csv(arms_path), figures=figures,
+        prov=prov, shipped_note=is_shipped_evidence(sheet_paths["studies"]),
+    )  # fmt: skip
+    return render(ctx)

@@ -1,0 +1,36 @@
+# The self-contained HTML report (results/report.html): summary of findings, evidence base, one section
+# per analysis, methods, provenance and limitations (tpsynth.report). SOURCE_DATE_EPOCH, if set, fixes
+# the date it shows; otherwise the latest git commit date of the workflow, else the newest input's mtime.
+import glob
+import os
+
+
+rule report:
+    input:
+        analyses=expand("results/analyses/{analysis_id}.json", analysis_id=ANALYSES),
+        pooled="results/pooled.csv",
+        dataflow="data/processed/dataflow.csv",
+        arms="data/processed/arms.csv",
+        sheets=raw_sheets(),
+        configfiles=workflow.configfiles,
+        forest=expand("results/figures/forest_{analysis_id}.png", analysis_id=ANALYSES),
+        funnel=expand("results/figures/funnel_{analysis_id}.png", analysis_id=ANALYSES),
+        summary="results/figures/summary.png",
+        code=package_files("report"),
+        templates=sorted(glob.glob(os.path.join(workflow.basedir, "tpsynth/report/templates/*"))),
+    output:
+        report(
+            "results/report.html",
+            caption="../report/report_html.rst",
+            category="Report",
+            labels={"document": "evidence-synthesis report"},
+        ),
+    params:
+        analysis_ids=ANALYSES,
+        sheets=SHEETS,
+    conda:
+        "../envs/tpsynth.yaml"
+    log:
+        "logs/report.log",
+    script:
+        "../../scripts/report.py"
