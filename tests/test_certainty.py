@@ -95,3 +95,15 @@ def test_weights_shares():
     res["studies"][1].update(weight=30.0)
     c = compute_caveats(res, DEFAULT_RULES, ["lumbar"])
     assert_allclose([c.high_rob_weight, c.derived_weight, c.small_trial_weight, c.largest_weight], [0.7, 0.7, 0.3, 0.7])
+
+
+def test_imprecision_without_ois_counts_small_sample_and_null():
+    res = make_result(k=2, n=30, yi_ci=(0.3, -2.0, 2.5))
+    res["outcome"]["mid"] = None  # no MID: no OIS can be computed
+    c = compute_caveats(res, DEFAULT_RULES, None)
+    assert c.ois is None
+    level, reasons = grade(res, c, DEFAULT_RULES)
+    assert reasons == [
+        "imprecision (-2): the CI includes no effect; only 120 participants (optimal information size not computable)"
+    ]
+    assert level == "low"

@@ -1,4 +1,4 @@
-"""Command-line interface: ``python -m tpsynth validate ...``."""
+"""Command-line interface: ``python -m tpsynth validate | import-cochrane | bench-corpus ...``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,32 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_corpus(args: argparse.Namespace) -> int:
+    from .corpus import bench_corpus
+
+    if args.shards < 1 or not 1 <= args.shard <= args.shards:
+        print(f"--shard must be between 1 and --shards ({args.shards}); found {args.shard}", file=sys.stderr)
+        return 2
+    try:
+        bench_corpus(args.path, args.out, args.skipped, shard=args.shard - 1, shards=args.shards, quiet=args.quiet)
+    except FileNotFoundError as err:
+        print(f"{args.path}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_import_cochrane(args: argparse.Namespace) -> int:
+    from .cochrane import ImportError_, import_cochrane
+
+    try:
+        summary = import_cochrane(args.file, args.out, review=args.review, analysis=args.analysis)
+    except ImportError_ as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tpsynth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +65,32 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--outcomes", help="outcomes sheet (default: data.outcomes in the config)")
     v.add_argument("--contrasts", help="contrasts sheet (default: data.contrasts in the config; '' for none)")
     v.set_defaults(func=_cmd_validate)
+
+    b = sub.add_parser(
+        "bench-corpus",
+        help="re-analyse every analysis of a Cochrane corpus (Pairwise70 layout) in one vectorised pass",
+        description="Pool every analysis of the corpus (SMD or log RR; REML, HKSJ, prediction interval, "
+        "Q-profile I² CI, Egger for k >= 10); progress, speed and peak memory go to stderr.",
+    )
+    b.add_argument("path", help="corpus CSV (gzip allowed), e.g. ../shared/data/pairwise70/pairwise70.csv.gz")
+    b.add_argument("--out", default="results/corpus/pooled.csv", help="pooled table (default: %(default)s)")
+    b.add_argument("--skipped", help="table of skipped analyses with reasons (default: OUT with .skipped before .csv)")
+    b.add_argument("--shard", type=int, default=1, help="which shard to run, 1..SHARDS (default: %(default)s)")
+    b.add_argument("--shards", type=int, default=1, help="number of shards (default: %(default)s)")
+    b.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    b.set_defaults(func=_cmd_bench_corpus)
+
+    c = sub.add_parser(
+        "import-cochrane",
+        help="turn Cochrane 'data and analyses' rows (Pairwise70 layout) into extraction sheets and a config",
+        description="Write DIR/data/raw/{studies,outcomes,contrasts}.csv and DIR/config/config.yaml from "
+        "one Cochrane review (or one analysis of it); the result runs through the pipeline.",
+    )
+    c.add_argument("file", help="CSV (gzip allowed) in the Pairwise70 column layout")
+    c.add_argument("--review", help="review id, e.g. CD004871_pub5 (required when FILE holds several)")
+    c.add_argument("--analysis", help="one analysis as G.N (comparison G, outcome N); default: all")
+    c.add_argument("--out", required=True, help="directory to write (created)")
+    c.set_defaults(func=_cmd_import_cochrane)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -188,7 +188,7 @@ def grade(result: dict, c: Caveats, rules: dict) -> tuple[str, list[str]]:
         why.append("the CI includes no effect")
     if c.ois is None:
         if c.k <= 2 or c.n < 400:
-            imp = max(imp, 1)
+            imp += 1
             why.append(f"only {c.n:.0f} participants (optimal information size not computable)")
     elif c.n < c.ois:
         imp += 1
