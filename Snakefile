@@ -38,10 +38,16 @@ CODE_DIGEST = code_digest()
 DIGESTS = {a: analysis_digest(config, _sheets, a, CODE_DIGEST) for a in ANALYSES}
 
 
+# The corpus re-analysis (rule corpus, not part of all) runs in config corpus.shards shards.
+scattergather:
+    corpus=int((config.get("corpus") or {}).get("shards", 1)),
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/corpus.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -290,8 +290,11 @@ def _csv_text(header: list[str], rows: list[list[str]]) -> str:
 
 
 def skipped_path_for(out: str | Path) -> Path:
-    """Default path of the skipped-analyses table beside ``out`` (``pooled.csv`` -> ``pooled.skipped.csv``)."""
+    """Default path of the skipped-analyses table beside ``out``: ``skipped.csv`` beside ``pooled.csv``,
+    else ``NAME.skipped.csv`` beside ``NAME.csv``."""
     out = Path(out)
+    if out.name == "pooled.csv":
+        return out.with_name("skipped.csv")
     return out.with_name(out.stem + ".skipped" + out.suffix)
 
 

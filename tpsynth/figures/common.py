@@ -379,3 +379,31 @@ def linear_ticks(lo: float, hi: float) -> list[float]:
             start = math.ceil(lo / step)
             return [round((start + j) * step, 10) for j in range(n)]
     return [lo, hi]
+
+
+def effect_axis(ax, points, bounds, ratio: bool) -> tuple[float, float]:
+    """Set up an effect axis symmetric around no effect (log axis around 1 for ratios); return its limits.
+
+    The half-width comes from :func:`axis_half_width` and :func:`nice_half_width`; only the bottom spine,
+    the x ticks and a vertical line at no effect are drawn.
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    big, ticks = nice_half_width(axis_half_width(points, bounds, ratio), ratio)
+    if ratio:
+        ax.set_xscale("log")
+        xlim = (1 / big, big)
+    else:
+        xlim = (-big, big)
+    ax.set_xlim(*xlim)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(ticks, [tick_label(t, ratio) for t in ticks])
+    ax.yaxis.set_major_locator(NullLocator())
+    ax.yaxis.set_minor_locator(NullLocator())
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_facecolor("none")
+    ax.tick_params(axis="x", length=3, pad=2)
+    ax.axvline(1.0 if ratio else 0.0, color="black", lw=0.7, zorder=1)
+    return xlim

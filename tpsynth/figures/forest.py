@@ -18,7 +18,6 @@ import re
 
 from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
-from matplotlib.ticker import FixedLocator, NullLocator
 
 from . import common as c
 
@@ -231,24 +230,7 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     bounds += [pooled.get("ci_low"), pooled.get("ci_high")]
     if has_pi:
         bounds += [pooled.get("pi_low"), pooled.get("pi_high")]
-    big, ticks = c.nice_half_width(c.axis_half_width(points, bounds, ratio), ratio)
-    null = 1.0 if ratio else 0.0
-    if ratio:
-        ax.set_xscale("log")
-        xlim = (1 / big, big)
-    else:
-        xlim = (-big, big)
-    ax.set_xlim(*xlim)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticks(ticks, [c.tick_label(t, ratio) for t in ticks])
-    ax.yaxis.set_major_locator(NullLocator())
-    ax.yaxis.set_minor_locator(NullLocator())
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
-    ax.set_facecolor("none")
-    ax.tick_params(axis="x", length=3, pad=2)
-    ax.axvline(null, color="black", lw=0.7, zorder=1)
+    xlim = c.effect_axis(ax, points, bounds, ratio)
 
     def disp(v):
         return c.to_display(v, ratio)

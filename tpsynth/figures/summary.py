@@ -13,7 +13,6 @@ SVG ids: ``summary-block-{i}``, ``summary-est-{analysis_id}``, ``summary-ci-{ana
 from __future__ import annotations
 
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, NullLocator
 
 from . import common as c
 
@@ -119,22 +118,7 @@ def summary_figure(analyses: list[dict]):
             p = a.get("pooled") or {}
             pts.append(p.get("estimate"))
             bnds += [p.get("ci_low"), p.get("ci_high"), p.get("pi_low"), p.get("pi_high")]
-        big, ticks = c.nice_half_width(c.axis_half_width(pts, bnds, ratio), ratio)
-        if ratio:
-            ax.set_xscale("log")
-            xlim = (1 / big, big)
-        else:
-            xlim = (-big, big)
-        ax.set_xlim(*xlim)
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticks(ticks, [c.tick_label(t, ratio) for t in ticks])
-        ax.yaxis.set_major_locator(NullLocator())
-        for side in ("left", "right", "top"):
-            ax.spines[side].set_visible(False)
-        ax.set_facecolor("none")
-        ax.tick_params(axis="x", length=3, pad=2)
-        ax.axvline(1.0 if ratio else 0.0, color="black", lw=0.7, zorder=1)
+        xlim = c.effect_axis(ax, pts, bnds, ratio)
         for r, a in enumerate(rows):
             _row(fig, ax, text, a, r, y - (r + 0.5) * ROW, ratio, xlim)
             if r:
