@@ -45,11 +45,11 @@ def _cmd_bench_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_cochrane(args: argparse.Namespace) -> int:
-    from .cochrane import ImportError_, import_cochrane
+    from .cochrane import CochraneImportError, import_cochrane
 
     try:
         summary = import_cochrane(args.file, args.out, review=args.review, analysis=args.analysis)
-    except ImportError_ as err:
+    except CochraneImportError as err:
         print(err, file=sys.stderr)
         return 1
     print(summary)
