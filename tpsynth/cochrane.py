@@ -61,12 +61,17 @@ NUM = ["giv_mean", "giv_se", "exp_mean", "exp_sd", "exp_cases", "exp_n", "ctl_me
        "cochrane_effect"]  # fmt: skip
 
 
+_NON_DECOMPOSING = str.maketrans({"ø": "o", "Ø": "O", "æ": "ae", "Æ": "Ae", "ß": "ss", "ł": "l", "Ł": "L",
+                                  "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th", "œ": "oe", "Œ": "Oe", "ı": "i"})
+
+
 class CochraneImportError(Exception):
     """The input cannot be imported (file, review or analysis not found)."""
 
 
 def slugify(text: str) -> str:
     """ASCII slug of a study label: lower case, runs of other characters as ``_``."""
+    text = text.translate(_NON_DECOMPOSING)
     ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "_", ascii_).strip("_")
     return slug or "study"
