@@ -7,25 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from numpy.testing import assert_allclose
 
 from tpsynth import pooling
 from tpsynth.analysis import run_analysis
-from tpsynth.config import analysis_settings, validate_config
-from tpsynth.harmonise import harmonise
-from tpsynth.validate import validate_sheets
+from tpsynth.config import analysis_settings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 
 
-@pytest.fixture(scope="module")
-def base():
-    config = validate_config(yaml.safe_load((FIXTURE / "config/config.yaml").read_text()))
-    raw = FIXTURE / "data/raw"
-    sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), str(raw / "contrasts.csv"), config)
-    assert problems == []
-    return config, sheets, harmonise(sheets)[0]
+@pytest.fixture
+def base(fixture_inputs):
+    return fixture_inputs
 
 
 def run(base, analysis_id, **overrides):

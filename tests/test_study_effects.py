@@ -11,26 +11,18 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from tpsynth.config import analysis_settings, validate_config
-from tpsynth.harmonise import harmonise
+from tpsynth.config import analysis_settings
 from tpsynth.study_effects import build_study_effects
-from tpsynth.validate import validate_sheets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 
 
-@pytest.fixture(scope="module")
-def base():
-    config = validate_config(yaml.safe_load((FIXTURE / "config/config.yaml").read_text()))
-    raw = FIXTURE / "data/raw"
-    sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), str(raw / "contrasts.csv"), config)
-    assert problems == []
-    arms, _ = harmonise(sheets)
-    return config, sheets, arms
+@pytest.fixture
+def base(fixture_inputs):
+    return fixture_inputs
 
 
 def effects_for(base, analysis_id, **overrides):

@@ -16,7 +16,6 @@ from .harmonise import harmonise
 from .study_effects import build_study_effects
 from .validate import Sheets
 
-RATIO = ("RR", "OR")
 MIN_K_SMALL_STUDY = 10
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from scipy.special import ndtri
 
+from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
+
 LEVELS = ["high", "moderate", "low", "very low"]
 
 DEFAULT_RULES = {
@@ -100,7 +102,7 @@ def mid_on_scale(result: dict, rep_sd: float | None, rules: dict) -> float | Non
     """The MID on the analysis's scale (log scale for ratios)."""
     measure = result["settings"]["measure"]
     mid = result["outcome"].get("mid")
-    if measure in ("RR", "OR"):
+    if measure in RATIO_MEASURES:
         return math.log(rules["ratio_threshold"])
     if measure == "MD":
         return mid
@@ -114,7 +116,7 @@ def compute_caveats(result: dict, rules: dict, target_regions: list[str] | None)
     studies = result["studies"]
     k = int(p.get("k") or 0)
     measure = result["settings"]["measure"]
-    kind = "dichotomous" if measure in ("RR", "OR", "RD") else "continuous"
+    kind = "dichotomous" if measure in DICHOTOMOUS_MEASURES else "continuous"
     sds = [s["comparator_sd_ref"] for s in studies if s.get("comparator_sd_ref")]
     risks = [s["comparator_risk"] for s in studies if s.get("comparator_risk") is not None]
     rep_sd = statistics.median(sds) if sds else None

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from scipy.special import ndtri
 
 from . import effect_sizes as es
+from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _transform(a: dict, outcome_cfg: dict, measure: str) -> tuple[float, str | N
 def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
     """Effect from arm-level data, or (None, reason)."""
     measure = analysis["measure"]
-    dichotomous = measure in ("RR", "OR", "RD")
+    dichotomous = measure in DICHOTOMOUS_MEASURES
     a0 = int_arms[0]
     notes = []
     factor = 1.0
@@ -161,7 +162,7 @@ def _contrast_effect(row, analysis, outcome_cfg, level_z):
         sign = -1.0
     est, lo, hi, se = row["estimate"], row.get("ci_low"), row.get("ci_high"), row.get("se")
     notes = []
-    ratio = measure in ("RR", "OR")
+    ratio = measure in RATIO_MEASURES
     if ratio:
         est = math.log(est)
         if se is None:
@@ -220,7 +221,7 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
     outcome_cfg = config["outcomes"][analysis["outcome"]]
     lo_w, hi_w = analysis["timepoint_weeks"]
     side_codes = {"i": set(analysis["intervention"]), "c": set(analysis["comparator"])}
-    dichotomous = analysis["measure"] in ("RR", "OR", "RD")
+    dichotomous = analysis["measure"] in DICHOTOMOUS_MEASURES
     flow: list[dict] = []
 
     def note(sheet, line, state, reason=""):

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .measures import RATIO_MEASURES
 from .sheets import ColumnSpec, NotCSVError, SheetSpec, read_raw_table, sheet_spec
 
 TRUE = {"true", "yes", "1"}
@@ -297,7 +298,7 @@ def _check_contrast_row(path: str, row: dict, problems: list[Problem]) -> None:
     lo, hi, est = row.get("ci_low"), row.get("ci_high"), row.get("estimate")
     if lo is not None and hi is not None and lo > hi:
         problems.append(Problem(path, line, "ci_low", f"ci_low is above ci_high (found {_fmt(lo)} > {_fmt(hi)})"))
-    ratio = row.get("measure") in ("RR", "OR")
+    ratio = row.get("measure") in RATIO_MEASURES
     if ratio:
         for col in ("estimate", "ci_low", "ci_high"):
             v = row.get(col)

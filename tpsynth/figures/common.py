@@ -31,6 +31,8 @@ matplotlib.rcParams.update(STYLE)
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from ..measures import RATIO_MEASURES, SHORT_NAMES, heading  # noqa: E402
+
 PNG_DPI = 200
 FORMATS = ("png", "svg", "pdf")
 #: Metadata per format: no dates, no version strings that change between runs.
@@ -53,14 +55,7 @@ SUB_DIAMOND = "#7f7f7f"  # subgroup diamonds
 PI_COLOUR = "#b2182b"  # prediction interval bar
 GREY = "#555555"
 
-RATIO_MEASURES = {"RR", "OR"}
-MEASURE_NAMES = {
-    "MD": "Mean difference",
-    "SMD": "Std. mean difference (Hedges' g)",
-    "RR": "Risk ratio",
-    "OR": "Odds ratio",
-    "RD": "Risk difference",
-}
+MEASURE_NAMES = {m: heading(m) for m in SHORT_NAMES}
 MINUS = "\u2212"
 DAGGER = "\u2020"
 DDAGGER = "\u2021"

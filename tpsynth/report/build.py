@@ -31,20 +31,14 @@ from markupsafe import Markup, escape
 
 from ..certainty import rules_from_config
 from ..config import analysis_settings
+from ..measures import MEASURE_NAMES, RATIO_MEASURES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
 
 SOFTWARE = ["python", "numpy", "scipy", "statsmodels", "pandas", "matplotlib", "snakemake", "jinja2"]
 
-RATIO = {"RR", "OR"}
-MEASURE_NAMES = {
-    "MD": "mean difference",
-    "SMD": "standardised mean difference (Hedges' g)",
-    "RR": "risk ratio",
-    "OR": "odds ratio",
-    "RD": "risk difference",
-}
+RATIO = RATIO_MEASURES
 TAU2_METHODS = {
     "REML": "restricted maximum likelihood (REML)",
     "DL": "DerSimonian-Laird (DL)",
