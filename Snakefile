@@ -20,11 +20,11 @@ from tpsynth.validate import format_problems, validate_sheets  # noqa: E402
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-try:
+try:  # every problem at once, as FILE: key a.b: message; then Snakemake's own check fills defaults
     validate_config(config)
 except ConfigError as err:
     sys.exit(f"Invalid configuration:\n{err}")
+validate(config, "workflow/schemas/config.schema.yaml")
 
 SHEETS = sheet_paths(config)
 _sheets, _problems = validate_sheets(

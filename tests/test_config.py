@@ -1,0 +1,77 @@
+"""Config validation: every problem named by file and key; defaults filled."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tpsynth.config import ConfigError, analysis_settings, load_config, validate_config
+
+FIXTURE = Path(__file__).parent / "fixtures" / "minimal" / "config" / "config.yaml"
+RAW = yaml.safe_load(FIXTURE.read_text())
+
+
+def errors(cfg) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        validate_config(copy.deepcopy(cfg))
+    return str(exc.value).splitlines()
+
+
+def test_defaults_are_filled():
+    cfg = validate_config(copy.deepcopy(RAW))
+    a = analysis_settings(cfg, "resp_rr")
+    assert (a["measure"], a["method"], a["ci"], a["level"], a["timepoint_rule"], a["randomised_only"]) == (
+        "RR", "REML", "hksj", 0.95, "latest", True,
+    )  # fmt: skip
+    shipped = load_config(Path(__file__).resolve().parent.parent / "config" / "config.yaml")
+    assert shipped["defaults"]["ci"] == "hksj_adhoc"
+
+
+def test_schema_errors_all_reported():
+    cfg = copy.deepcopy(RAW)
+    cfg["analyses"]["resp_rr"]["measure"] = "HR"
+    cfg["analyses"]["pain_md"]["method"] = "reml"
+    del cfg["analyses"]["pain_smd"]["outcome"]
+    assert errors(cfg) == [
+        "config/config.yaml: key analyses.pain_md.method: 'reml' is not one of ['REML', 'DL', 'PM', 'ML', 'HE', 'SJ', 'EB', 'FE']",
+        "config/config.yaml: key analyses.pain_smd: 'outcome' is a required property",
+        "config/config.yaml: key analyses.resp_rr.measure: 'HR' is not one of ['MD', 'SMD', 'RR', 'OR', 'RD']",
+    ]
+
+
+def test_cross_references():
+    cfg = copy.deepcopy(RAW)
+    cfg["analyses"]["resp_rr"]["intervention"] = ["dn", "icx"]
+    cfg["analyses"]["resp_rr"]["outcome"] = "respx"
+    cfg["analyses"]["pain_md"]["timepoint_weeks"] = [12, 0]
+    cfg["analyses"]["pain_smd"]["comparator"] = ["sham", "dn"]
+    assert errors(cfg) == [
+        "config/config.yaml: key analyses.pain_smd: codes on both sides: dn",
+        "config/config.yaml: key analyses.pain_md.timepoint_weeks: minimum 12 is above maximum 0",
+        "config/config.yaml: key analyses.resp_rr.intervention: code 'icx' is not declared under interventions",
+        "config/config.yaml: key analyses.resp_rr.outcome: code 'respx' is not declared under outcomes",
+    ]
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    cfg = copy.deepcopy(RAW)
+    cfg["defaults"]["ci"] = "knha"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, "-m", "tpsynth", "validate", "--config", str(path)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"{path}: key defaults.ci: 'knha' is not one of ['wald', 'hksj', 'hksj_adhoc']"
