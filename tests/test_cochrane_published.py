@@ -38,7 +38,7 @@ def pairs():
                 key = (r["study_label"], r["outcome"], r["timepoint"], r["ref_effect"], r["ref_ci_low"])
                 groups[key].append(r)
     out = []
-    for key, rows in groups.items():
+    for rows in groups.values():
         if len(rows) != 2:
             continue  # a printed effect shared by more or fewer arm rows: the pairing is ambiguous
         manip_first = "'Experimental' arm = manipulation" in rows[0]["ref_effect_measure"]
