@@ -82,6 +82,17 @@ class EggerResult:
         return self.t
 
 
+def _effects(yi, vi, min_k: int, too_few: str) -> tuple[np.ndarray, np.ndarray]:
+    """yi and vi as flat float arrays of equal length, at least ``min_k`` of them."""
+    y = np.asarray(yi, dtype=float).ravel()
+    v = np.asarray(vi, dtype=float).ravel()
+    if y.shape != v.shape:
+        raise ValueError("yi and vi must have the same length")
+    if y.size < min_k:
+        raise ValueError(too_few)
+    return y, v
+
+
 def egger_test(yi, vi, level=0.95) -> EggerResult:
     """Egger's regression test for funnel-plot asymmetry (Egger et al., 1997).
 
@@ -100,12 +111,7 @@ def egger_test(yi, vi, level=0.95) -> EggerResult:
     -------
     EggerResult
     """
-    y = np.asarray(yi, dtype=float).ravel()
-    v = np.asarray(vi, dtype=float).ravel()
-    if y.shape != v.shape:
-        raise ValueError("yi and vi must have the same length")
-    if y.size < 3:
-        raise ValueError("Egger's test needs at least 3 studies")
+    y, v = _effects(yi, vi, 3, "Egger's test needs at least 3 studies")
     if np.any(v <= 0) or not np.all(np.isfinite(y)) or not np.all(np.isfinite(v)):
         raise ValueError("yi must be finite and vi positive")
     sei = np.sqrt(v)
@@ -299,12 +305,7 @@ def trim_and_fill(
     -------
     TrimFillResult
     """
-    y0 = np.asarray(yi, dtype=float).ravel()
-    v0 = np.asarray(vi, dtype=float).ravel()
-    if y0.shape != v0.shape:
-        raise ValueError("yi and vi must have the same length")
-    if y0.size < 2:
-        raise ValueError("trim-and-fill needs at least two studies")
+    y0, v0 = _effects(yi, vi, 2, "trim-and-fill needs at least two studies")
     if estimator not in ("L0", "R0"):
         raise ValueError("estimator must be 'L0' or 'R0'")
     if side is None:
