@@ -80,3 +80,13 @@ def test_k0_has_a_reason(base):
     assert res["pooled"]["k"] == 0
     assert res["pooled"]["certainty"] == "very low"
     assert res["plain_language"].startswith("No study provided usable data")
+
+
+def test_tau2_upper_bound_at_search_limit_is_flagged():
+    from tpsynth.analysis import _pooled_dict
+
+    capped = _pooled_dict(pooling.pool(np.array([0.0, 3.0]), np.array([0.01, 0.01]), method="REML", ci="hksj"))
+    assert capped["tau2_ci_high"] == 100.0 and capped["tau2_ci_capped"] is True
+    assert "search limit 100" in capped["notes"][-1]
+    free = _pooled_dict(pooling.pool(np.array([0.0, 0.3, 0.5]), np.array([0.04, 0.05, 0.06]), method="REML", ci="hksj"))
+    assert free["tau2_ci_capped"] is False

@@ -297,3 +297,14 @@ def test_pipeline_writes_every_figure(tmp_path):
         assert (tmp_path / "results" / "figures" / f"summary.{ext}").is_file()
     svg = (tmp_path / "results" / "figures" / "forest_resp_rr.svg").read_text()
     assert "study-square-0" in svg
+
+
+def test_capped_tau2_bound_is_shown_as_lower_limit():
+    from tpsynth.figures.forest import _stats_lines
+
+    pooled = {"tau2": 0.595, "tau2_ci_low": 0.0, "tau2_ci_high": 100.0, "q": 3.29, "q_df": 1, "q_pvalue": 0.07,
+              "i2": 70.0, "i2_ci_low": 0.0, "i2_ci_high": 99.7}  # fmt: skip
+    capped = _stats_lines({"settings": {}}, {**pooled, "tau2_ci_capped": True}, 2, False, False)[0]
+    plain = _stats_lines({"settings": {}}, pooled, 2, False, False)[0]
+    assert "[0.000, >100]" in capped
+    assert "[0.000, 100.000]" in plain

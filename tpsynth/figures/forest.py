@@ -379,7 +379,10 @@ def _stats_lines(analysis, pooled, k, single, has_groups) -> list[str]:
     tau = f"\u03c4\u00b2 = {c.fmt_small(tau2)}"
     if c.isnum(tau2) and c.isnum(pooled.get("tau2_ci_low")) and c.isnum(pooled.get("tau2_ci_high")):
         d = c.small_digits(tau2)
-        tau += f" [{c.fmt_small(pooled['tau2_ci_low'], d)}, {c.fmt_small(pooled['tau2_ci_high'], d)}]"
+        upper = c.fmt_small(pooled["tau2_ci_high"], d)
+        if pooled.get("tau2_ci_capped"):
+            upper = f">{c.fmt_small(pooled['tau2_ci_high'], 0)}"  # the Q-profile search stopped at its limit
+        tau += f" [{c.fmt_small(pooled['tau2_ci_low'], d)}, {upper}]"
     elif not c.isnum(tau2):
         tau = "\u03c4\u00b2 not estimated"
     q = pooled.get("q")

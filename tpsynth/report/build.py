@@ -268,6 +268,7 @@ def heterogeneity(a: dict) -> dict:
         "tau2": p.get("tau2"),
         "tau2_ci_low": p.get("tau2_ci_low"),
         "tau2_ci_high": p.get("tau2_ci_high"),
+        "tau2_ci_capped": bool(p.get("tau2_ci_capped")),
         "i2": p.get("i2"),
         "i2_ci_low": p.get("i2_ci_low"),
         "i2_ci_high": p.get("i2_ci_high"),
