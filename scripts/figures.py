@@ -1,8 +1,10 @@
 """Snakemake script: the forest and funnel plots of one analysis (PNG, SVG and PDF each)."""
 
 import sys
+from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")  # noqa: SIM115
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # tpsynth, also inside a bare conda env
 
 import time  # noqa: E402
 

@@ -18,6 +18,8 @@ rule report:
         summary="results/figures/summary.png",
         code=package_files("report"),
         templates=sorted(glob.glob(os.path.join(workflow.basedir, "tpsynth/report/templates/*"))),
+        # a README beside the sheets says how the evidence was assembled (read for the limitations)
+        evidence_readme=[p for p in [os.path.join(os.path.dirname(SHEETS["studies"]), "README.md")] if os.path.exists(p)],
     output:
         report(
             "results/report.html",
