@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,6 @@ from numpy.testing import assert_allclose
 from tpsynth import pooling
 from tpsynth.analysis import run_analysis
 from tpsynth.config import analysis_settings
-
-FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 
 
 @pytest.fixture

@@ -19,17 +19,13 @@ import pandas as pd
 import pytest
 
 from tpsynth import corpus, effect_sizes, pooling
+from tpsynth.cochrane import PAIRWISE70_COLUMNS
 from tpsynth.small_study import egger_test
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 REAL_CORPUS = ROOT.parent / "shared" / "data" / "pairwise70" / "pairwise70.csv.gz"
-COLUMNS = [
-    "review", "review_doi", "analysis_group", "analysis_number", "analysis_name", "subgroup", "subgroup_number",
-    "study", "study_year", "giv_mean", "giv_se", "exp_mean", "exp_sd", "exp_cases", "exp_n", "ctl_mean", "ctl_sd",
-    "ctl_cases", "ctl_n", "o_e", "variance", "weight", "cochrane_effect", "cochrane_ci_low", "cochrane_ci_high",
-    "rob_overall",
-]  # fmt: skip
+COLUMNS = PAIRWISE70_COLUMNS  # a synthetic corpus in the layout the importer reads
 
 
 def synthetic_rows(seed: int = 7) -> list[dict]:

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from tpsynth.cochrane import CochraneImportError, import_cochrane, slugify
+from tpsynth.cochrane import (
+    PAIRWISE70_COLUMNS,
+    CochraneImportError,
+    import_cochrane,
+    slugify,
+)
 from tpsynth.config import load_config
 from tpsynth.validate import validate_sheets
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_CORPUS = ROOT.parent / "shared" / "data" / "pairwise70" / "pairwise70.csv.gz"
-COLS = [
-    "review", "review_doi", "analysis_group", "analysis_number", "analysis_name", "subgroup", "subgroup_number",
-    "study", "study_year", "giv_mean", "giv_se", "exp_mean", "exp_sd", "exp_cases", "exp_n", "ctl_mean", "ctl_sd",
-    "ctl_cases", "ctl_n", "o_e", "variance", "weight", "cochrane_effect", "cochrane_ci_low", "cochrane_ci_high",
-    "rob_overall",
-]  # fmt: skip
+COLS = PAIRWISE70_COLUMNS  # a synthetic corpus in the layout the importer reads
 
 
 def _row(g, n, name, study, year, **kw):

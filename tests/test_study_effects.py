@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 from numpy.testing import assert_allclose
@@ -16,8 +15,6 @@ from scipy import stats
 
 from tpsynth.config import analysis_settings
 from tpsynth.study_effects import build_study_effects
-
-FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 
 
 @pytest.fixture

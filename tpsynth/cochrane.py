@@ -44,6 +44,13 @@ from pathlib import Path
 
 import yaml
 
+#: Columns of a Cochrane "data and analyses" file in the Pairwise70 layout (../shared/data/pairwise70/README.md).
+PAIRWISE70_COLUMNS = [
+    "review", "review_doi", "analysis_group", "analysis_number", "analysis_name", "subgroup", "subgroup_number",
+    "study", "study_year", "giv_mean", "giv_se", "exp_mean", "exp_sd", "exp_cases", "exp_n", "ctl_mean", "ctl_sd",
+    "ctl_cases", "ctl_n", "o_e", "variance", "weight", "cochrane_effect", "cochrane_ci_low", "cochrane_ci_high",
+    "rob_overall",
+]  # fmt: skip
 OUTCOME_COLUMNS = [
     "study_id", "arm", "intervention", "outcome", "instrument", "higher_is_better", "timepoint_weeks",
     "timepoint_label", "value_type", "n", "mean", "sd", "events", "unusable_reason", "source_row", "source", "notes",

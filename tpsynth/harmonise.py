@@ -29,10 +29,6 @@ ARM_COLUMNS = [
     "scale_max", "extraction_confidence", "source_row", "line",
 ]  # fmt: skip
 
-def _first(x):
-    return None if x is None else x[0]
-
-
 def harmonise_row(row: dict) -> tuple[dict | None, str | None]:
     """Derive one arm's mean/SD (or events) from a validated outcome row.
 
