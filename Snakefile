@@ -12,18 +12,35 @@ min_version("9.0")
 
 sys.path.insert(0, workflow.basedir)  # the tpsynth package sits beside this file
 
-from tpsynth.config import ConfigError, validate_config  # noqa: E402
+from tpsynth.config import ConfigError, read_config_file, validate_config  # noqa: E402
 from tpsynth.pipeline import analysis_digest, code_digest, package_files, sheet_paths  # noqa: E402
 from tpsynth.validate import format_problems, validate_sheets  # noqa: E402
+from snakemake.utils import update_config  # noqa: E402
 
 
-configfile: "config/config.yaml"
-
-
-try:  # every problem at once, as FILE: key a.b: message; then Snakemake's own check fills defaults
-    validate_config(config)
+# The config is data: it is read here as plain YAML (tpsynth.config.read_config_file: no tags, no YTE
+# templates, bounded aliases and size), never with Snakemake's `configfile:` directive, which evaluates
+# YTE templates. Another config file: `snakemake --config configfile=PATH`. A file given with Snakemake's
+# own --configfile has already been read by Snakemake (YTE included) before this runs; it is read again
+# here through the same checks, so that a template or a typo still stops the run (README.md).
+_overrides = dict(workflow.config_settings.config)
+CONFIG_PATH = str(_overrides.pop("configfile", "config/config.yaml"))
+try:
+    if workflow.overwrite_configfiles:
+        _config = {}
+        for _f in workflow.overwrite_configfiles:
+            update_config(_config, read_config_file(_f))
+        CONFIG_FILES = [str(f) for f in workflow.overwrite_configfiles]
+    else:
+        _config = read_config_file(CONFIG_PATH)
+        CONFIG_FILES = [CONFIG_PATH]
+    update_config(_config, _overrides)
+    # every problem at once, as FILE: key a.b: message; then Snakemake's own check fills defaults
+    validate_config(_config, ", ".join(CONFIG_FILES))
 except ConfigError as err:
     sys.exit(f"Invalid configuration:\n{err}")
+config.clear()
+config.update(_config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 SHEETS = sheet_paths(config)

@@ -12,7 +12,7 @@ rule report:
         dataflow="data/processed/dataflow.csv",
         arms="data/processed/arms.csv",
         sheets=raw_sheets(),
-        configfiles=workflow.configfiles,
+        configfiles=CONFIG_FILES,
         forest=expand("results/figures/forest_{analysis_id}.png", analysis_id=ANALYSES),
         funnel=expand("results/figures/funnel_{analysis_id}.png", analysis_id=ANALYSES),
         summary="results/figures/summary.png",
