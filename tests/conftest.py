@@ -1,4 +1,8 @@
-"""Shared fixtures."""
+"""Shared fixtures and marker rules.
+
+Code tests read only tests/fixtures/ (and the reference JSON made by tests/reference/*.R), never
+data/raw/ or config/config.yaml; tests/shipped/ (run by `make reference`) is the one place that does.
+"""
 
 from __future__ import annotations
 
@@ -22,3 +26,10 @@ def fixture_inputs():
     sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), str(raw / "contrasts.csv"), config)
     assert problems == []
     return config, sheets, harmonise(sheets)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every ``pipeline`` and ``browser`` test is also ``slow`` (markers are registered in pyproject.toml)."""
+    for item in items:
+        if item.get_closest_marker("pipeline") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

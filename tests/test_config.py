@@ -28,8 +28,17 @@ def test_defaults_are_filled():
     assert (a["measure"], a["method"], a["ci"], a["level"], a["timepoint_rule"], a["randomised_only"]) == (
         "RR", "REML", "hksj", 0.95, "latest", True,
     )  # fmt: skip
-    shipped = load_config(Path(__file__).resolve().parent.parent / "config" / "config.yaml")
-    assert shipped["defaults"]["ci"] == "hksj_adhoc"
+
+
+def test_schema_defaults_fill_what_the_config_leaves_out():
+    cfg = copy.deepcopy(RAW)
+    del cfg["defaults"]
+    cfg = validate_config(cfg)
+    assert cfg["defaults"] == {
+        "measure": "SMD", "method": "REML", "ci": "hksj_adhoc", "level": 0.95, "timepoint_rule": "latest",
+        "randomised_only": True,
+    }  # fmt: skip
+    assert analysis_settings(cfg, "resp_rr")["ci"] == "hksj_adhoc"
 
 
 def test_schema_errors_all_reported():

@@ -210,6 +210,7 @@ def test_shards_concatenate_to_the_unsharded_table(synth, tmp_path, shards):
     assert (tmp_path / "gathered_sk.csv").read_bytes() == (tmp_path / "all.skipped.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_cli_reports_progress_speed_and_memory(synth, tmp_path):
     out = tmp_path / "res" / "pooled.csv"
     proc = subprocess.run(
@@ -253,6 +254,7 @@ echo "local-$!"
 """
 
 
+@pytest.mark.pipeline
 @pytest.mark.skipif(
     importlib.util.find_spec("snakemake_executor_plugin_cluster_generic") is None,
     reason="snakemake-executor-plugin-cluster-generic not installed",
@@ -284,6 +286,7 @@ def test_sharded_cluster_run_is_byte_identical_to_one_shard(synth, tmp_path):
     assert "corpus_shard" not in dry.stdout + dry.stderr
 
 
+@pytest.mark.pipeline
 def test_snakefile_parses_without_the_corpus(tmp_path):
     wd = _workdir(tmp_path, tmp_path / "absent.csv.gz", 2)
     dry = _smk(wd, "-n", "-c", "1")
@@ -295,6 +298,7 @@ def test_snakefile_parses_without_the_corpus(tmp_path):
 # ---------------------------------------------------------------------------
 # the real corpus (skipped when ../shared is absent)
 # ---------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_CORPUS.is_file(), reason="Pairwise70 corpus not present")
 def test_real_corpus_full_run(tmp_path):
     stats = corpus.bench_corpus(REAL_CORPUS, tmp_path / "pooled.csv", quiet=True)

@@ -266,6 +266,7 @@ def test_summary_rows_blocks_and_certainty():
     assert "no usable data" in texts(fig)
 
 
+@pytest.mark.slow
 def test_saving_twice_is_byte_identical(tmp_path):
     for name, build in (("forest", forest_figure), ("funnel", funnel_figure)):
         first = save_all(build(make_analysis(5, subgroups=True)), tmp_path / "one" / name)
@@ -283,6 +284,7 @@ def test_pyplot_not_imported():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.pipeline
 def test_pipeline_writes_every_figure(tmp_path):
     shutil.copytree(FIXTURE, tmp_path, dirs_exist_ok=True)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-c", "2"]

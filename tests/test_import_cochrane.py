@@ -144,6 +144,7 @@ def test_review_and_analysis_selection(tmp_path):
     assert proc.returncode == 1 and "--review" in proc.stderr
 
 
+@pytest.mark.pipeline
 def test_imported_directory_runs_through_the_pipeline(imported):
     out, _ = imported
     run = subprocess.run(
@@ -161,6 +162,7 @@ def test_imported_directory_runs_through_the_pipeline(imported):
     assert any("events exceed N" in r["reason"] for r in excluded)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_CORPUS.is_file(), reason="Pairwise70 corpus not present")
 def test_real_review_agrees_with_bench_corpus(tmp_path, monkeypatch):
     from tpsynth import corpus

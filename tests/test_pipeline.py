@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.pipeline
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
@@ -33,30 +35,41 @@ def digest(wd: Path) -> dict[str, str]:
     return {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in RESULT_FILES}
 
 
+def repository_outputs() -> dict[str, int]:
+    """What the repository's own output folders hold (path -> mtime), to show a -d run writes nothing there."""
+    return {
+        str(p): p.stat().st_mtime_ns
+        for d in ("results", "data/processed", "logs")
+        if (ROOT / d).is_dir()
+        for p in sorted((ROOT / d).rglob("*"))
+    }
+
+
 @pytest.fixture(scope="module")
 def run_once(tmp_path_factory):
     wd = tmp_path_factory.mktemp("wd1")
     shutil.copytree(FIXTURE, wd, dirs_exist_ok=True)
     raw_before = {p.name: p.read_bytes() for p in (wd / "data/raw").iterdir()}
+    repo_before = repository_outputs()
     run = smk(wd)
     assert run.returncode == 0, run.stderr[-3000:]
-    return wd, raw_before
+    return wd, raw_before, repo_before
 
 
 def test_outputs_written_under_workdir(run_once):
-    wd, _ = run_once
+    wd, _, repo_before = run_once
     for f in RESULT_FILES:
         assert (wd / f).is_file(), f
-    assert not (ROOT / "results" / "analyses" / "resp_rr.json").exists(), "wrote into the repository, not -d"
+    assert repository_outputs() == repo_before, "wrote into the repository, not -d"
 
 
 def test_raw_data_untouched(run_once):
-    wd, raw_before = run_once
+    wd, raw_before, _ = run_once
     assert {p.name: p.read_bytes() for p in (wd / "data/raw").iterdir()} == raw_before
 
 
 def test_every_raw_row_has_one_final_state(run_once):
-    wd, _ = run_once
+    wd = run_once[0]
     flow = list(csv.DictReader((wd / "data/processed/dataflow.csv").open()))
     n_out = sum(1 for _ in (wd / "data/raw/outcomes.csv").open()) - 1
     n_con = sum(1 for _ in (wd / "data/raw/contrasts.csv").open()) - 1
@@ -72,7 +85,7 @@ def test_every_raw_row_has_one_final_state(run_once):
 
 
 def test_pooled_table_contract(run_once):
-    wd, _ = run_once
+    wd = run_once[0]
     rows = list(csv.DictReader((wd / "results/pooled.csv").open()))
     assert [r["analysis_id"] for r in rows] == ["pain_md", "pain_smd", "resp_rr"]
     assert list(rows[0])[:29] == [
@@ -88,7 +101,7 @@ def test_pooled_table_contract(run_once):
 
 
 def test_rerun_does_nothing_and_is_identical(run_once, tmp_path):
-    wd, _ = run_once
+    wd = run_once[0]
     again = smk(wd)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stderr + again.stdout

@@ -145,6 +145,7 @@ class _Tables(HTMLParser):
 # content
 
 
+@pytest.mark.pipeline
 def test_report_written_and_self_contained(workspace):
     html = (workspace / "results/report.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
@@ -158,6 +159,7 @@ def test_report_written_and_self_contained(workspace):
     assert "@media print" in html
 
 
+@pytest.mark.pipeline
 def test_every_analysis_has_a_section_and_toc_entry(workspace):
     html = (workspace / "results/report.html").read_text(encoding="utf-8")
     for a in IDS:
@@ -167,6 +169,7 @@ def test_every_analysis_has_a_section_and_toc_entry(workspace):
         assert f'id="{sec}"' in html and f'href="#{sec}"' in html
 
 
+@pytest.mark.pipeline
 def test_summary_of_findings_rows(inputs):
     html = _render(inputs)
     parser = _Tables("sof")
@@ -184,6 +187,7 @@ def test_summary_of_findings_rows(inputs):
         assert build.num(smd["smd_in_points"]["estimate"]) in rows["pain_smd"]["effect"]["points_text"]
 
 
+@pytest.mark.pipeline
 def test_ratio_measures_are_exponentiated(inputs):
     rr = next(a for a in inputs["analyses"] if a["analysis_id"] == "resp_rr")
     p = rr["pooled"]
@@ -200,6 +204,7 @@ def test_ratio_measures_are_exponentiated(inputs):
     assert build.ratio(6411.2) == "6,411" and build.ratio(0.000692) == "0.00069"
 
 
+@pytest.mark.pipeline
 def test_text_from_the_data_is_escaped(inputs):
     studies = copy.deepcopy(inputs["studies"])
     studies[0]["author"] = XSS
@@ -233,6 +238,7 @@ def test_linkify_escapes_and_links():
     assert str(build.linkify(None)) == ""
 
 
+@pytest.mark.pipeline
 def test_dataflow_counts_and_groups(inputs):
     flow = build.dataflow_summary(inputs["flow_rows"], inputs["analyses"])
     assert flow["totals"] == {"extracted": 20, "analysable": 18, "used": 12}
@@ -245,6 +251,7 @@ def test_dataflow_counts_and_groups(inputs):
     assert per["pain_md"]["rows"] == 8 and per["pain_md"]["k"] == 4
 
 
+@pytest.mark.pipeline
 def test_methods_follow_config_and_data(inputs):
     m = build.methods(inputs["config"], inputs["analyses"], inputs["arms"])
     assert {x["code"] for x in m["tau2_methods"]} == {"REML"}
@@ -260,6 +267,7 @@ def test_methods_follow_config_and_data(inputs):
         assert f"{s['name']} {s['version']}" in html
 
 
+@pytest.mark.pipeline
 def test_sections_cover_heterogeneity_sensitivity_and_small_study(inputs):
     a = next(a for a in inputs["analyses"] if a["analysis_id"] == "pain_md")
     sec = build.analysis_section(a, inputs["figures"])
@@ -278,6 +286,7 @@ def test_sections_cover_heterogeneity_sensitivity_and_small_study(inputs):
 # provenance and determinism
 
 
+@pytest.mark.pipeline
 def test_provenance_hashes_equal_hashlib(workspace, tmp_path):
     files = [workspace / "data/raw/studies.csv", workspace / "config/config.yaml"]
     prov = build.provenance([(p.name, str(p)) for p in files], [], tmp_path, None)
@@ -303,6 +312,7 @@ def test_date_is_deterministic(tmp_path):
     assert build.git_info(tmp_path) == {"commit": None, "epoch": None, "dirty": False}
 
 
+@pytest.mark.pipeline
 def test_rendering_twice_gives_identical_bytes(workspace, inputs):
     assert _render(inputs).encode() == _render(inputs).encode()
     first = _build_here(workspace, "1700000000")
@@ -314,6 +324,8 @@ def test_rendering_twice_gives_identical_bytes(workspace, inputs):
 # a real browser
 
 
+@pytest.mark.pipeline
+@pytest.mark.browser
 @pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); .ci/run installs it"
 )

@@ -1,9 +1,11 @@
-# metafor's answers for the shipped trigger-point analyses (tests/test_shipped_reference.py).
+# metafor's answers for the analyses of the data in data/raw/ and config/config.yaml
+# (tests/shipped/test_shipped_reference.py).
 #
-# Run by hand from the repository root after `make report` (it reads the pipeline's
-# data/processed/effects.csv and results/pooled.csv):
-#     Rscript tests/reference/make_shipped_reference.R
-# Writes tests/reference/shipped.json. Per study, metafor's escalc() recomputes yi and vi from the
+# Not a code test: it checks whatever data and config the repository holds, so it is regenerated
+# whenever they change. `make reference` runs the pipeline up to the effects and pooled tables, then
+# this script from the repository root (needs R with metafor and jsonlite), then the comparison:
+#     Rscript tests/shipped/make_shipped_reference.R
+# Writes tests/shipped/shipped.json. Per study, metafor's escalc() recomputes yi and vi from the
 # combined arm statistics the pipeline used (side statistics, rescaling factor and sign); reported
 # contrasts enter as given. Per analysis, rma() + predict() + confint() with the analysis's method
 # and CI method pool those yi/vi independently of tpsynth.
@@ -59,5 +61,5 @@ for (aid in pooled$analysis_id) {
   out[[aid]] <- res
 }
 meta <- list(r_version = R.version.string, metafor_version = as.character(packageVersion("metafor")),
-             made_from = "data/processed/effects.csv and results/pooled.csv of the shipped data", analyses = out)
-writeLines(toJSON(meta, auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE), "tests/reference/shipped.json")
+             made_from = "data/processed/effects.csv and results/pooled.csv of the data in data/raw/", analyses = out)
+writeLines(toJSON(meta, auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE), "tests/shipped/shipped.json")
