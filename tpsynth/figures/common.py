@@ -26,6 +26,9 @@ STYLE = {
     "axes.linewidth": 0.8,
     "xtick.labelsize": 7.5,
     "ytick.labelsize": 7.5,
+    # Every string is drawn as plain text: titles, labels, authors and arms come from the user, and
+    # mathtext would fail on "Gemmell $x^$" or set "US$50 vs US$100" in math italics.
+    "text.parse_math": False,
 }
 matplotlib.rcParams.update(STYLE)
 
@@ -60,6 +63,18 @@ MINUS = "\u2212"
 DAGGER = "\u2020"
 DDAGGER = "\u2021"
 DASH = "\u2013"
+
+
+def styled(build):
+    """Decorator: build a figure under :data:`STYLE`, whatever the caller's rcParams (plain text included)."""
+    import functools
+
+    @functools.wraps(build)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return build(*args, **kwargs)
+
+    return wrapper
 
 
 def new_figure(width: float, height: float) -> Figure:

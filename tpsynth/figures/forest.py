@@ -111,6 +111,7 @@ def _empty_figure(analysis: dict, message: str):
     return fig
 
 
+@c.styled
 def forest_figure(analysis: dict, sort_by: str | None = "year"):
     """Forest plot of one analysis.
 

@@ -24,6 +24,7 @@ CONTOURS = ((0.01, "#c4c4c4"), (0.05, "#dcdcdc"), (0.10, "#eeeeee"))  # outer to
 MIN_K_ASYMMETRY = 10
 
 
+@c.styled
 def funnel_figure(analysis: dict):
     """Contour-enhanced funnel plot of one analysis.
 

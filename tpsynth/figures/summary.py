@@ -59,6 +59,7 @@ def _block_title(key: tuple) -> str:
     return name
 
 
+@c.styled
 def summary_figure(analyses: list[dict]):
     """Summary of every analysis in one figure.
 
