@@ -279,9 +279,12 @@ def run(path, shard: int = 0, shards: int = 1, progress: Progress | None = None)
 
 
 def _csv_text(header: list[str], rows: list[list[str]]) -> str:
-    """CSV text; cells are numbers, codes and review ids (quoted only if they need it)."""
+    """CSV text; cells are numbers, codes and review ids (quoted only if they need it; never a formula)."""
+
+    from .tables import excel_safe
 
     def q(c: str) -> str:
+        c = excel_safe(c)
         return '"' + c.replace('"', '""') + '"' if any(ch in c for ch in ',"\n\r') else c
 
     lines = [",".join(header)]

@@ -105,8 +105,6 @@ def run_one_analysis(config: dict, analysis_id: str, out_path: str) -> dict:
 
 def run_collect(analysis_jsons: list[str], ingest_flow_csv: str, outputs: dict[str, str]) -> None:
     """Assemble the result tables and the final data flow from the per-analysis JSON files."""
-    import csv
-
     from . import tables
 
     results = [tables.read_json(p) for p in analysis_jsons]
@@ -117,6 +115,5 @@ def run_collect(analysis_jsons: list[str], ingest_flow_csv: str, outputs: dict[s
     tables.write_csv(outputs["sensitivity"], tables.SENSITIVITY_COLUMNS, t["sensitivity"])
     tables.write_csv(outputs["small_study"], tables.SMALL_STUDY_COLUMNS, t["small_study"])
     tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
-    with open(ingest_flow_csv, encoding="utf-8", newline="") as fh:
-        flow = list(csv.DictReader(fh))
+    flow = tables.read_csv(ingest_flow_csv)
     tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results))

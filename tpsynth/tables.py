@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 POOLED_COLUMNS = [
@@ -44,15 +45,52 @@ def cell(x) -> str:
     return str(x)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def excel_safe(text: str) -> str:
+    """``text`` made inert for spreadsheets: a text cell starting with ``= + - @``, tab or CR gets a ``'``.
+
+    OWASP's guidance on CSV injection: Excel, LibreOffice and Google Sheets run such a cell as a formula
+    (``=HYPERLINK(...)``, ``@SUM(...)``, ``-2+3``). Numbers (``-0.46``, ``+1e-3``) are left as they are. A
+    text that already starts with quotes before such a character gets one more, so that
+    :func:`excel_unsafe` gives back exactly the original.
+    """
+    if text[:1] in FORMULA_START and not _NUMBER.fullmatch(text):
+        return "'" + text
+    if text[:1] == "'" and text.lstrip("'")[:1] in FORMULA_START:
+        return "'" + text
+    return text
+
+
+def excel_unsafe(text: str) -> str:
+    """The original text of a cell written by :func:`excel_safe` (inverse of it)."""
+    if text[:1] == "'" and text[1:].lstrip("'")[:1] in FORMULA_START:
+        return text[1:]
+    return text
+
+
 def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
-    """Write ``rows`` (dicts) with exactly ``columns``, LF line endings, UTF-8."""
+    """Write ``rows`` (dicts) with exactly ``columns``, LF line endings, UTF-8.
+
+    Text cells pass through :func:`excel_safe` (no cell runs as a spreadsheet formula); read the files
+    back with :func:`read_csv`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(columns)
+        w.writerow([excel_safe(c) for c in columns])
         for r in rows:
-            w.writerow([cell(r.get(c)) for c in columns])
+            w.writerow([excel_safe(cell(r.get(c))) for c in columns])
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows of a CSV written by :func:`write_csv` as dicts of the original strings (``'`` guards removed)."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [{excel_unsafe(k): excel_unsafe(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -13,7 +13,6 @@ mapping is rendered in a fixed order and figures are embedded as they are on dis
 from __future__ import annotations
 
 import base64
-import csv
 import datetime as dt
 import hashlib
 import json
@@ -782,8 +781,10 @@ def render(context: dict) -> str:
 
 
 def read_csv(path: str | Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return list(csv.DictReader(f))
+    """A CSV written by tpsynth.tables.write_csv, with its original strings (spreadsheet guards removed)."""
+    from ..tables import read_csv as read_table
+
+    return read_table(path)
 
 
 def _display(path: str | Path) -> str:
