@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tpsynth.tables import FORMULA_START, _NUMBER, excel_safe, excel_unsafe, read_csv, write_csv
+from tpsynth.tables import _NUMBER, FORMULA_START, excel_safe, excel_unsafe, read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -97,6 +99,32 @@ _MAGIC = {
 }
 
 
+#: Largest sheet read (2,000,000 outcome rows, 100,000 studies, are about 120 MB).
+MAX_SHEET_BYTES = 500_000_000
+
+
+def _read_regular_file(path: str | Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most :data:`MAX_SHEET_BYTES` bytes.
+
+    Devices (``/dev/urandom`` never ends), pipes and directories are refused before anything is read.
+    """
+    st = os.stat(path)  # FileNotFoundError propagates
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise NotCSVError("not a regular file (a device, pipe or socket); give the path of a CSV file")
+    if st.st_size > MAX_SHEET_BYTES:
+        raise NotCSVError(f"larger than {MAX_SHEET_BYTES:,} bytes ({st.st_size:,}); split the sheet")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_SHEET_BYTES + 1)
+    except PermissionError:
+        raise NotCSVError("cannot be read: permission denied") from None
+    if len(data) > MAX_SHEET_BYTES:
+        raise NotCSVError(f"larger than {MAX_SHEET_BYTES:,} bytes; split the sheet")
+    return data
+
+
 def read_raw_table(path: str | Path) -> RawTable:
     """Read a CSV file (UTF-8, optional BOM) keeping each row's physical line number.
 
@@ -104,10 +132,13 @@ def read_raw_table(path: str | Path) -> RawTable:
     ------
     FileNotFoundError
         When ``path`` does not exist.
+    IsADirectoryError
+        When ``path`` is a directory.
     NotCSVError
-        When the file is binary, not UTF-8, or not parseable as CSV.
+        When the file is not a regular file, too large, unreadable, binary, not UTF-8, or not
+        parseable as CSV. The message never quotes the file's content.
     """
-    data = Path(path).read_bytes()
+    data = _read_regular_file(path)
     for magic, what in _MAGIC.items():
         if data.startswith(magic):
             raise NotCSVError(f"not a CSV text file: it looks like {what}")

@@ -66,6 +66,35 @@ def _shown(value: str) -> str:
     return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
 
 
+#: Words for "not available" in number cells; the sheets say it with an empty cell.
+MISSING_WORDS = {"na", "n/a", "n.a.", "nan", "null", "none", "missing", "nr", "n.r.", "not reported", "-", "--", ".",
+                 "\u2013", "\u2014", "?", "unknown"}  # fmt: skip
+
+
+def _number_hint(text: str) -> str:
+    """A hint for a number written with a decimal comma or with thousands separators."""
+    plain = text.lstrip("+-")
+    sign = text[: len(text) - len(plain)]
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", plain):
+        digits = sign + plain.replace(",", "")
+        if plain.count(",") == 1:
+            return (
+                f": if the comma separates thousands write {digits}, if it is a decimal comma write "
+                f"{text.replace(',', '.')}; numbers are written without thousands separators, with a dot as "
+                "decimal separator"
+            )
+        return f": write {digits} (numbers are written without thousands separators)"
+    if re.fullmatch(r"\d{1,3}(,\d{3})+\.\d+", plain):
+        return f": write {sign}{plain.replace(',', '')} (numbers are written without thousands separators)"
+    if re.fullmatch(r"\d{1,3}([ \u00a0\u202f']\d{3})+(\.\d+)?", plain):
+        return f": write {sign}{re.sub(r'[^0-9.]', '', plain)} (numbers are written without thousands separators)"
+    if re.fullmatch(r"\d{1,3}(\.\d{3})+,\d+", plain):
+        return f": write {sign}{plain.replace('.', '').replace(',', '.')} (no thousands separators, a dot as decimal separator)"
+    if re.fullmatch(r"\d*,\d+", plain):
+        return " (use a dot as decimal separator)"
+    return ""
+
+
 def _parse_cell(raw: str, spec: ColumnSpec):
     """Return (value, error message or None)."""
     text = raw.strip()
@@ -82,12 +111,13 @@ def _parse_cell(raw: str, spec: ColumnSpec):
         if low in FALSE:
             return False, None
         return None, f"expected true or false (found {_shown(text)})"
+    kind = "a whole number" if spec.type == "integer" else "a number"
+    if text.lower() in MISSING_WORDS:
+        return None, f"expected {kind}; leave the cell empty when the value is not available (found {_shown(text)})"
     try:
         value = float(text)
     except ValueError:
-        kind = "a whole number" if spec.type == "integer" else "a number"
-        hint = " (use a dot as decimal separator)" if re.fullmatch(r"-?\d+,\d+", text) else ""
-        return None, f"expected {kind}{hint} (found {_shown(text)})"
+        return None, f"expected {kind}{_number_hint(text)} (found {_shown(text)})"
     if not math.isfinite(value):
         return None, f"expected a finite number (found {_shown(text)})"
     if spec.type == "integer" and value != int(value):
@@ -122,6 +152,12 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
         problems.append(Problem(path, 1, None, "file is empty (no header row)"))
         return None
     header = table.header
+    known = [h for h in header if h in spec.columns or suggest_column(h, list(spec.columns))]
+    if not known:
+        # Not one expected column: another separator, or not an extraction sheet at all. The header is
+        # not quoted: the file may be anything (a password file, a private document).
+        problems.append(Problem(path, 1, None, _foreign_header(header, spec)))
+        return None
     bad = False
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
@@ -183,6 +219,27 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
                 row["_invalid"] = True
         rows.append(row)
     return rows, extra
+
+
+SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _foreign_header(header: list[str], spec: SheetSpec) -> str:
+    """Why a header names none of the sheet's columns, without quoting it."""
+    line = ",".join(header)
+    for sep, name in SEPARATORS.items():
+        fields = [f.strip().strip('"') for f in line.split(sep)]
+        if sum(f in spec.columns for f in fields) >= 2:
+            return (
+                f"this file is {name}-separated; export it as CSV with commas (in Excel: 'CSV UTF-8 (comma "
+                "delimited)'; European Excel writes ';')"
+            )
+    expected = ", ".join(spec.required[:4])
+    return (
+        f"the header line names none of the columns of {'an' if spec.name[0] in 'aeiou' else 'a'} {spec.name} "
+        f"sheet (expected {expected}, ...); "
+        "is this the right file?"
+    )
 
 
 ALIASES = {
@@ -255,6 +312,7 @@ def _check_outcome_row(path: str, row: dict, problems: list[Problem]) -> None:
                 problems.append(
                     Problem(path, line, col, f"{kind}value outside the scale {_fmt(lo)} to {_fmt(hi)} (found {_fmt(v)})")
                 )
+        _check_spread(path, row, hi - lo, problems)
     if get("unusable_reason") or row.get("_invalid"):
         return  # an invalid cell is reported already; do not pile a consequence on top
     if usable_statistics(row) is None:
@@ -267,6 +325,27 @@ def _check_outcome_row(path: str, row: dict, problems: list[Problem]) -> None:
                 "q1+q3 and/or min+max; or n with events) and no unusable_reason given",
             )
         )
+
+
+def _check_spread(path: str, row: dict, width: float, problems: list[Problem]) -> None:
+    """SD and SE no larger than values confined to a scale of ``width`` allow.
+
+    Values within an interval of width w have a population variance of at most w²/4 (Popoviciu's
+    inequality, 1935), so the sample SD of n of them is at most (w/2)·sqrt(n/(n-1)) and its SE at most
+    (w/2)/sqrt(n-1). For change scores w is twice the scale's width (-(max-min) to max-min).
+    """
+    n = row.get("n")
+    if n is None or n < 2:
+        return
+    sd_max = width / 2 * math.sqrt(n / (n - 1))
+    kind = "change scores" if row.get("value_type") == "change" else "values"
+    for col, limit in (("sd", sd_max), ("se", sd_max / math.sqrt(n))):
+        v = row.get(col)
+        if v is not None and v > limit * (1 + 1e-12):
+            problems.append(
+                Problem(path, row["_line"], col, f"{col} larger than {n} {kind} within the scale can have: at most "
+                        f"{limit:.4g} (found {_fmt(v)}); check the scale and the cell")  # fmt: skip
+            )
 
 
 def usable_statistics(row: dict) -> str | None:

@@ -146,8 +146,12 @@ def breakable(text) -> Markup:
 
 
 def anchor(analysis_id: str) -> str:
-    """The HTML id of an analysis's section."""
-    return "analysis-" + re.sub(r"[^A-Za-z0-9_-]", "-", analysis_id)
+    """The HTML id of an analysis's section: one id per analysis id (``dn.pain`` and ``dn-pain`` differ).
+
+    Letters, digits and ``_ . -`` (all a config id may hold) are kept; anything else becomes ``:HEX;``,
+    which no kept character can spell, so two different analysis ids never share an anchor.
+    """
+    return "analysis-" + re.sub(r"[^A-Za-z0-9_.-]", lambda m: f":{ord(m.group()):x};", analysis_id)
 
 
 # --------------------------------------------------------------------------------------------------
