@@ -102,37 +102,6 @@ def synth(tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------------------
-# Egger, vectorised
-# ---------------------------------------------------------------------------
-def test_egger_many_matches_egger_test():
-    rng = np.random.default_rng(1)
-    sizes = [3, 4, 10, 17, 40, 5]
-    y, v, g = [], [], []
-    for j, k in enumerate(sizes):
-        vi = rng.uniform(0.005, 0.4, k)
-        yi = rng.normal(0.2, 0.3, k) + 0.8 * np.sqrt(vi) * (j % 2)
-        y.append(yi), v.append(vi), g.append(np.full(k, j))
-    y, v, g = map(np.concatenate, (y, v, g))
-    perm = rng.permutation(y.size)  # rows need not be sorted by group
-    slope, slope_se, t, p, b0, se0 = corpus.egger_many(y[perm], v[perm], g[perm], len(sizes))
-    for j in range(len(sizes)):
-        ref = egger_test(y[g == j], v[g == j])
-        np.testing.assert_allclose(
-            [slope[j], slope_se[j], t[j], p[j], b0[j], se0[j]],
-            [ref.slope, ref.slope_se, ref.t, ref.pvalue, ref.intercept, ref.intercept_se],
-            rtol=1e-9,
-        )
-
-
-def test_egger_many_degenerate_groups_are_nan():
-    y = np.array([0.1, 0.2, 0.3, 0.1, 0.5, 0.2, 0.4])
-    v = np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.05, 0.07])
-    g = np.array([0, 0, 0, 1, 1, 2, 2])  # equal SEs; k = 2; k = 2
-    out = corpus.egger_many(y, v, g, 3)
-    assert np.all(np.isnan(np.column_stack(out)))
-
-
-# ---------------------------------------------------------------------------
 # the analysis of a synthetic corpus
 # ---------------------------------------------------------------------------
 def _reference(rows: list[dict]) -> dict[tuple, dict]:

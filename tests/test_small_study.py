@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tpsynth.small_study import egger_test, trim_and_fill
+from tpsynth.small_study import egger_many, egger_test, trim_and_fill
 
 REF = json.loads((Path(__file__).parent / "reference" / "small_study.json").read_text())
 RTOL = 1e-6
@@ -38,6 +38,32 @@ def test_egger_matches_regtest(c):
     np.testing.assert_allclose(r.intercept_se, c["intercept_se"], rtol=RTOL)
     np.testing.assert_allclose(r.limit_ci_low, c["ci_lb"], rtol=RTOL)
     np.testing.assert_allclose(r.limit_ci_high, c["ci_ub"], rtol=RTOL)
+
+
+def test_egger_many_fits_all_reference_sets_in_one_call():
+    """The vectorised form (used by the corpus) against regtest, rows shuffled across groups."""
+    cases = REF["egger"]
+    y = np.concatenate([c["yi"] for c in cases])
+    v = np.concatenate([c["vi"] for c in cases])
+    g = np.concatenate([np.full(len(c["yi"]), j) for j, c in enumerate(cases)])
+    perm = np.random.default_rng(1).permutation(y.size)
+    out = egger_many(y[perm], v[perm], g[perm], len(cases))
+    for j, c in enumerate(cases):
+        np.testing.assert_allclose(
+            [out["t"][j], out["pvalue"][j], out["slope"][j], out["slope_se"][j], out["intercept"][j],
+             out["intercept_se"][j], out["limit_ci_low"][j], out["limit_ci_high"][j]],
+            [c["zval"], c["pval"], c["slope"], c["slope_se"], c["intercept"], c["intercept_se"], c["ci_lb"],
+             c["ci_ub"]], rtol=RTOL)  # fmt: skip
+
+
+def test_egger_many_degenerate_groups_are_nan():
+    y = np.array([0.1, 0.2, 0.3, 0.1, 0.5, 0.2, 0.4, 0.1, 0.3, 0.2])
+    v = np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.05, 0.07, 0.1, 0.2, 0.3])
+    g = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3, 3])  # equal SEs; k = 2; k = 2; fine
+    out = egger_many(y, v, g, 4)
+    for key, val in out.items():
+        assert np.all(np.isnan(val[:3])), key
+        assert np.isfinite(val[3]), key
 
 
 def test_egger_detects_asymmetry_and_validates():

@@ -41,11 +41,7 @@ def _pooled_dict(res: pooling.PooledResult) -> dict:
     out["ci_method"] = res.ci_method
     out["converged"] = bool(res.converged)
     out["notes"] = list(res.notes)
-    # metafor's Q-profile search stops at max(100, 10 tau²): a bound there means "at least this"
-    cap = max(100.0, 10.0 * (out["tau2"] or 0.0))
-    out["tau2_ci_capped"] = out["tau2_ci_high"] is not None and out["tau2_ci_high"] >= cap * (1 - 1e-12)
-    if out["tau2_ci_capped"]:
-        out["notes"].append(f"upper Q-profile bound of tau² reached the search limit {cap:g}: the true bound is larger")
+    out["tau2_ci_capped"] = bool(res.tau2_ci_capped)
     return out
 
 

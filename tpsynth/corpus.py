@@ -20,7 +20,7 @@ table.  Each analysis is
 
 All analyses of a shard are pooled in ONE :func:`tpsynth.pooling.pool_many` call (REML, HKSJ,
 prediction interval, I^2 with its Q-profile CI), and Egger's regression test (k >= 10) is computed
-for all of them at once with per-group weighted least-squares closed forms (:func:`egger_many`).
+for all of them at once by the same engine (:func:`tpsynth.small_study.egger_many`).
 
 The Pairwise70 export writes 0 for many missing cells (e.g. cases of continuous rows, SD of
 dichotomous rows); the completeness rules above (SD > 0, n > 1, events <= n) are what keeps those
@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import special
 
 from . import effect_sizes as es
 from .pooling import pool_many
+from .small_study import egger_many
 
 KEY = ["review", "analysis_group", "analysis_number"]
 NUMERIC = ["exp_mean", "exp_sd", "exp_cases", "exp_n", "ctl_mean", "ctl_sd", "ctl_cases", "ctl_n", "giv_se", "variance"]
@@ -108,54 +108,6 @@ def shard_bounds(n_analyses: int, shard: int, shards: int) -> tuple[int, int]:
     if shards < 1 or not 0 <= shard < shards:
         raise ValueError(f"shard must be in 0..{shards - 1} (found {shard})")
     return shard * n_analyses // shards, (shard + 1) * n_analyses // shards
-
-
-def egger_many(yi, vi, group, n_groups: int):
-    """Egger's regression test for many analyses at once.
-
-    Per group, weighted least squares of ``yi`` on ``[1, sqrt(vi)]`` with weights ``1/vi`` (metafor
-    ``regtest(model="lm", predictor="sei")``, as :func:`tpsynth.small_study.egger_test`), in closed
-    form with ``np.bincount`` sums over centred values: slope ``b1 = Sxy / Sxx``, residual variance
-    ``s2 = RSS / (k - 2)``, ``se(b1) = sqrt(s2 / Sxx)``, t test with k - 2 df.
-
-    Returns ``(slope, slope_se, t, pvalue, intercept, intercept_se)`` arrays of length ``n_groups``
-    (NaN where k < 3 or all standard errors are equal).
-    """
-    y = np.asarray(yi, dtype=float)
-    v = np.asarray(vi, dtype=float)
-    g = np.asarray(group, dtype=np.intp)
-    x = np.sqrt(v)
-    w = 1.0 / v
-
-    def s(a):
-        return np.bincount(g, weights=a, minlength=n_groups)
-
-    k = np.bincount(g, minlength=n_groups).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sw = s(w)
-        xbar = s(w * x) / sw
-        ybar = s(w * y) / sw
-        xc = x - xbar[g]
-        yc = y - ybar[g]
-        sxx = s(w * xc * xc)
-        sxy = s(w * xc * yc)
-        b1 = sxy / sxx
-        b0 = ybar - b1 * xbar
-        r = yc - b1[g] * xc
-        rss = s(w * r * r)
-        df = k - 2.0
-        s2 = rss / df
-        se1 = np.sqrt(s2 / sxx)
-        se0 = np.sqrt(s2 * (1.0 / sw + xbar * xbar / sxx))
-        t = b1 / se1
-        p = 2.0 * special.stdtr(np.maximum(df, 1.0), -np.abs(t))
-    # identical SEs (sxx ~ 0 relative to the SE scale) leave the slope unidentified
-    degenerate = (k < 3) | ~(sxx > 1e-14 * s(w * x * x))
-    out = []
-    for a in (b1, se1, t, p, b0, se0):
-        a = np.where(degenerate, np.nan, a)
-        out.append(a)
-    return tuple(out)
 
 
 def classify(df, codes: np.ndarray, n_analyses: int):
@@ -237,8 +189,10 @@ def run(path, shard: int = 0, shards: int = 1, progress: Progress | None = None)
              f"({int(is_cont.sum()):,} SMD, {int((is_dich & (reason == None)).sum()):,} log RR)")  # noqa: E711
     res = pool_many(y, v, g, method="REML", ci="hksj", level=0.95, tau2_ci=True, n_groups=pooled.size)
     progress(f"pooled {pooled.size:,} analyses (REML, HKSJ, prediction interval, Q-profile I² CI)")
-    egger_p = egger_many(y, v, g, pooled.size)[3]
-    egger_p = np.where(res["k"] >= EGGER_MIN_K, egger_p, np.nan)
+    big = res["k"] >= EGGER_MIN_K  # only these are tested: fit only their rows
+    in_big = big[g]
+    egger_p = np.full(pooled.size, np.nan)
+    egger_p[big] = egger_many(y[in_big], v[in_big], (np.cumsum(big) - 1)[g[in_big]], int(big.sum()))["pvalue"]
     progress(f"Egger's test for {int((res['k'] >= EGGER_MIN_K).sum()):,} analyses with k >= {EGGER_MIN_K}")
 
     kp = keys.iloc[pooled]

@@ -205,6 +205,9 @@ class PooledResult:
         The estimator that was asked for.
     notes : tuple of str
         Human-readable remarks (fallbacks, k = 1, ...).
+    tau2_ci_capped : bool
+        The upper Q-profile bound of tau^2 is metafor's search limit
+        ``max(100, 10 tau^2)``: the true bound is larger.
     """
 
     k: int
@@ -236,28 +239,45 @@ class PooledResult:
     converged: bool = True
     method_requested: str = ""
     notes: tuple[str, ...] = ()
+    tau2_ci_capped: bool = False
 
 
 # ---------------------------------------------------------------------------
 # vectorised helpers
 # ---------------------------------------------------------------------------
 class _Groups:
-    """Grouping of rows into analyses with cached per-group sums."""
+    """Grouping of rows into analyses with cached per-group sums.
 
-    def __init__(self, g: np.ndarray, n_groups: int, v: np.ndarray, is_top=None):
+    ``X`` is the design matrix (n x p, first column the intercept) or None for
+    the intercept-only model (p = 1), which keeps its closed-form sums.
+    """
+
+    def __init__(self, g: np.ndarray, n_groups: int, v: np.ndarray, is_top=None, X=None):
         self.g = g
         self.G = n_groups
         self.k = np.bincount(g, minlength=n_groups)
-        # the row with the smallest variance in each group is the one with the
-        # largest weight for every tau^2; "sum over the others" for that row is
-        # summed directly to avoid cancellation (one dominant study).
-        if is_top is None:
+        self.X = X
+        self.p = 1 if X is None else X.shape[1]
+        self._v = v
+        self._is_top = is_top
+
+    @property
+    def is_top(self) -> np.ndarray:
+        """Per row: is it the row with the smallest variance of its group?
+
+        That row has the largest weight for every tau^2; "sum over the others" for it is summed
+        directly to avoid cancellation (one dominant study).  Computed on first use (only the
+        intercept-only sums need it).
+        """
+        if self._is_top is None:
+            g, v = self.g, self._v
             order = np.lexsort((v, g))
             first = np.ones(order.size, dtype=bool)
             first[1:] = g[order][1:] != g[order][:-1]
             is_top = np.zeros(g.size, dtype=bool)
             is_top[order[first]] = True
-        self.is_top = is_top
+            self._is_top = is_top
+        return self._is_top
 
     def sum(self, x: np.ndarray) -> np.ndarray:
         return np.bincount(self.g, weights=x, minlength=self.G)
@@ -269,10 +289,75 @@ class _Groups:
         out[self.is_top] = top_rest[self.g[self.is_top]]
         return out
 
+    # --- design-matrix sums (p > 1) -----------------------------------------
+    def msum(self, w: np.ndarray) -> np.ndarray:
+        """Per group ``X' diag(w) X``, shape (G, p, p)."""
+        X, p = self.X, self.p
+        out = np.empty((self.G, p, p))
+        for a in range(p):
+            for b in range(a, p):
+                out[:, a, b] = out[:, b, a] = self.sum(w * X[:, a] * X[:, b])
+        return out
+
+    def vsum(self, w: np.ndarray) -> np.ndarray:
+        """Per group ``X' w``, shape (G, p)."""
+        return np.column_stack([self.sum(w * self.X[:, a]) for a in range(self.p)])
+
+    def rows(self, beta: np.ndarray) -> np.ndarray:
+        """Per row ``x_i' beta_g``."""
+        return np.einsum("ij,ij->i", self.X, beta[self.g])
+
+
+def _inv(A: np.ndarray) -> np.ndarray:
+    """Batched inverse of (G, p, p) matrices; NaN for singular or empty groups."""
+    if A.shape[1] == 2:  # closed form, the common case (one moderator; Egger's regression)
+        a, b, d = A[:, 0, 0], A[:, 0, 1], A[:, 1, 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            det = a * d - b * b
+            det = np.where(np.abs(det) > 1e-12 * np.abs(a * d), det, np.nan)
+            out = np.empty_like(A)
+            out[:, 0, 0] = d / det
+            out[:, 1, 1] = a / det
+            out[:, 0, 1] = out[:, 1, 0] = -b / det
+        return out
+    out = np.full_like(A, np.nan)
+    ok = np.all(np.isfinite(A), axis=(1, 2))
+    if ok.any():
+        d = np.linalg.det(A[ok])
+        scale = np.prod(np.maximum(np.abs(np.diagonal(A[ok], axis1=1, axis2=2)), 1e-300), axis=1)
+        good = np.flatnonzero(ok)[np.abs(d) > 1e-12 * scale]
+        if good.size:
+            out[good] = np.linalg.inv(A[good])
+    return out
+
+
+def _wls(gr: _Groups, y: np.ndarray, w: np.ndarray):
+    """Weighted least squares per group (p > 1): (X'WX)^-1, coefficients and residuals."""
+    Ainv = _inv(gr.msum(w))
+    beta = np.einsum("gij,gj->gi", Ainv, gr.vsum(w * y))
+    return Ainv, beta, y - gr.rows(beta)
+
+
+def _tr(A: np.ndarray) -> np.ndarray:
+    return np.trace(A, axis1=1, axis2=2)
+
 
 def _fe_parts(gr: _Groups, w: np.ndarray):
-    """sum w, tr(P) and tr(P^2) of P = W - w w'/sum w, computed stably."""
+    """sum w, tr(P) and tr(P^2) of P = W - W X (X'WX)^-1 X' W.
+
+    Intercept only: P = W - w w'/sum w with sums over "the other" rows, so one
+    dominant study loses no digits.  With a design matrix (p > 1):
+    tr(P) = sum w - tr(A^-1 B) and
+    tr(P^2) = sum w^2 - 2 tr(A^-1 C) + tr(A^-1 B A^-1 B) with A = X'WX,
+    B = X'W^2X, C = X'W^3X.
+    """
     sw = gr.sum(w)
+    if gr.p > 1:
+        Ainv = _inv(gr.msum(w))
+        AB = Ainv @ gr.msum(w * w)
+        trP = sw - _tr(AB)
+        trPP = gr.sum(w * w) - 2 * _tr(Ainv @ gr.msum(w**3)) + _tr(AB @ AB)
+        return sw, trP, trPP
     ow = gr.others(w)
     ow2 = gr.others(w * w)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -288,10 +373,13 @@ def _wmean(gr: _Groups, y: np.ndarray, w: np.ndarray, sw=None):
 
 
 def _qstat(gr: _Groups, y, v, tau2):
-    """Generalised Q(tau2) = sum w (y - mu_w)^2 with w = 1/(v + tau2)."""
+    """Generalised Q(tau2) = y'P y = sum w r^2, w = 1/(v + tau2), r the WLS residuals."""
     w = 1.0 / (v + tau2[gr.g])
-    mu = _wmean(gr, y, w)
-    r = y - mu[gr.g]
+    if gr.p > 1:
+        r = _wls(gr, y, w)[2]
+    else:
+        mu = _wmean(gr, y, w)
+        r = y - mu[gr.g]
     return gr.sum(w * r * r), w, r
 
 
@@ -363,7 +451,13 @@ def _crit_and_p(z, df, level):
 # tau^2 estimators (vectorised)
 # ---------------------------------------------------------------------------
 def _tau2_he(gr, y, v):
+    """Hedges: (y'Hy - tr(HV)) / (k - p), H the ordinary least-squares residual maker."""
     k = gr.k.astype(float)
+    if gr.p > 1:
+        one = np.ones_like(y)
+        Ainv, _, e = _wls(gr, y, one)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (gr.sum(e * e) - (gr.sum(v) - _tr(Ainv @ gr.msum(v)))) / (k - gr.p)
     ybar = gr.sum(y) / k
     rss = gr.sum((y - ybar[gr.g]) ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -375,7 +469,7 @@ def _tau2_dl(gr, y, v):
     q0, _, _ = _qstat(gr, y, v, np.zeros(gr.G))
     _, trP, _ = _fe_parts(gr, 1.0 / v)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.maximum(0.0, (q0 - (k - 1.0)) / trP)
+        return np.maximum(0.0, (q0 - (k - gr.p)) / trP)
 
 
 def _tau2_sj(gr, y, v):
@@ -384,17 +478,17 @@ def _tau2_sj(gr, y, v):
     t0 = gr.sum((y - ybar[gr.g]) ** 2) / k
     q, _, _ = _qstat(gr, y, v, t0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.maximum(0.0, t0 * q / (k - 1.0))
+        return np.maximum(0.0, t0 * q / (k - gr.p))
 
 
 def _tau2_pm(gr, y, v):
     """Paule-Mandel; returns (tau2, ok) with ok=False where tau2.max too low."""
     k = gr.k.astype(float)
-    target = k - 1.0
+    target = k - gr.p
     zero = np.zeros(gr.G)
     q0, _, _ = _qstat(gr, y, v, zero)
     tau2 = np.zeros(gr.G)
-    need = (k > 1) & (q0 >= target)
+    need = (gr.k > gr.p) & (q0 >= target)
     ok = np.ones(gr.G, dtype=bool)
     if need.any():
         tmax = np.full(gr.G, 100.0)
@@ -408,7 +502,7 @@ def _tau2_pm(gr, y, v):
     return np.maximum(tau2, 0.0), ok
 
 
-def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter):
+def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter, X=None):
     """Fisher scoring iterations on the groups in ``g`` (codes 0..G-1).
 
     Work is compacted to the still-iterating groups as they converge, so a
@@ -418,12 +512,13 @@ def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter):
     tau2 = tau2.copy()
     conv = np.zeros(G, dtype=bool)
     ids = np.arange(G)  # working group -> original group
-    gr = _Groups(g, G, v)
-    conv[gr.k <= 1] = True
-    active = gr.k > 1
+    gr = _Groups(g, G, v, X=X)
+    p = gr.p
+    conv[gr.k <= p] = True
+    active = gr.k > p
     if not active.all():
         keep = active[g]
-        y, v, g, ids, gr = _compact(y, v, g, ids, active, keep, gr.is_top)
+        y, v, X, g, ids, gr = _compact(y, v, X, g, ids, active, keep, gr.is_top)
     t = tau2[ids]
     running = np.ones(ids.size, dtype=bool)
     for _ in range(maxiter + 1):
@@ -432,8 +527,11 @@ def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter):
         k = gr.k.astype(float)
         w = 1.0 / (v + t[gr.g])
         sw = gr.sum(w)
-        mu = gr.sum(w * y) / sw
-        r = y - mu[gr.g]
+        if p > 1:
+            r = _wls(gr, y, w)[2]
+        else:
+            mu = gr.sum(w * y) / sw
+            r = y - mu[gr.g]
         with np.errstate(invalid="ignore", divide="ignore"):
             if method == "REML":
                 _, trP, trPP = _fe_parts(gr, w)
@@ -441,7 +539,7 @@ def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter):
             elif method == "ML":
                 adj = (gr.sum(w * w * r * r) - sw) / gr.sum(w * w)
             else:  # EB
-                adj = (gr.sum(w * r * r) * k / (k - 1.0) - k) / sw
+                adj = (gr.sum(w * r * r) * k / (k - p) - k) / sw
         adj = np.where(np.isnan(adj), 0.0, adj) * stepadj
         # metafor halves the step while tau2 + adj < tau2.min = 0; at tau2 = 0
         # that ends with adj underflowing to 0
@@ -463,19 +561,20 @@ def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter):
                 ids, t, running = ids[running], t[running], running[running]
                 break
             if n_run <= 0.5 * running.size:  # drop finished groups' rows
-                y, v, g, ids, gr = _compact(y, v, gr.g, ids, running, running[gr.g], gr.is_top)
+                y, v, X, g, ids, gr = _compact(y, v, X, gr.g, ids, running, running[gr.g], gr.is_top)
                 t = t[running]
                 running = np.ones(ids.size, dtype=bool)
     tau2[ids[running]] = t[running]  # not converged: last iterate (unused)
     return tau2, conv
 
 
-def _compact(y, v, g, ids, keep_groups, keep_rows, is_top):
+def _compact(y, v, X, g, ids, keep_groups, keep_rows, is_top):
     remap = np.cumsum(keep_groups) - 1
     g2 = remap[g[keep_rows]]
     y2, v2 = y[keep_rows], v[keep_rows]
+    X2 = None if X is None else X[keep_rows]
     ids2 = ids[keep_groups]
-    return y2, v2, g2, ids2, _Groups(g2, ids2.size, v2, is_top[keep_rows])
+    return y2, v2, X2, g2, ids2, _Groups(g2, ids2.size, v2, is_top[keep_rows], X=X2)
 
 
 def _tau2_fisher(gr, y, v, method, init):
@@ -487,7 +586,7 @@ def _tau2_fisher(gr, y, v, method, init):
     ``control=list(stepadj=0.5)`` remedy).  Returns (tau2, converged, halved).
     """
     tau2 = np.maximum(0.0, np.nan_to_num(init, nan=0.0))
-    tau2, conv = _fisher_steps(y, v, gr.g, gr.G, method, tau2, 1.0, FS_MAXITER)
+    tau2, conv = _fisher_steps(y, v, gr.g, gr.G, method, tau2, 1.0, FS_MAXITER, gr.X)
     halved = np.zeros(gr.G, dtype=bool)
     if not conv.all():
         retry = ~conv
@@ -495,7 +594,8 @@ def _tau2_fisher(gr, y, v, method, init):
         sub_ids = np.flatnonzero(retry)
         remap = np.cumsum(retry) - 1
         t0 = np.maximum(0.0, np.nan_to_num(init[sub_ids], nan=0.0))
-        t2, c2 = _fisher_steps(y[rows], v[rows], remap[gr.g[rows]], sub_ids.size, method, t0, 0.5, FS_MAXITER)
+        Xr = None if gr.X is None else gr.X[rows]
+        t2, c2 = _fisher_steps(y[rows], v[rows], remap[gr.g[rows]], sub_ids.size, method, t0, 0.5, FS_MAXITER, Xr)
         tau2[sub_ids] = t2
         conv[sub_ids] = c2
         halved[sub_ids] = c2
@@ -507,18 +607,20 @@ def _tau2_fisher(gr, y, v, method, init):
 def _loglik(gr, y, v, tau2, method):
     k = gr.k.astype(float)
     w = 1.0 / (v + tau2[gr.g])
-    sw = gr.sum(w)
-    mu = gr.sum(w * y) / sw
-    rss = gr.sum(w * (y - mu[gr.g]) ** 2)
+    rss, _, _ = _qstat(gr, y, v, tau2)
     slv = gr.sum(np.log(v + tau2[gr.g]))
     if method == "ML":
         return -0.5 * k * np.log(2 * np.pi) - 0.5 * slv - 0.5 * rss
-    return -0.5 * (k - 1) * np.log(2 * np.pi) - 0.5 * slv - 0.5 * np.log(sw) - 0.5 * rss
+    if gr.p > 1:
+        logdet = np.linalg.slogdet(gr.msum(w))[1]
+    else:
+        logdet = np.log(gr.sum(w))
+    return -0.5 * (k - gr.p) * np.log(2 * np.pi) - 0.5 * slv - 0.5 * logdet - 0.5 * rss
 
 
 def _ll0_check(gr, y, v, tau2, method, conv):
     """metafor: if ll(0) beats ll(tau2) the algorithm was stuck; use tau2 = 0."""
-    cand = conv & (tau2 > FS_THRESHOLD) & (gr.k > 1)
+    cand = conv & (tau2 > FS_THRESHOLD) & (gr.k > gr.p)
     if not cand.any():
         return tau2
     ll0 = _loglik(gr, y, v, np.zeros(gr.G), method)
@@ -547,7 +649,7 @@ def _estimate_tau2(gr, y, v, method):
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if not conv.all():
         tau2 = np.where(conv, tau2, _tau2_dl(gr, y, v))
-    tau2 = np.where(gr.k == 1, 0.0, np.maximum(tau2, 0.0))
+    tau2 = np.where(gr.k <= gr.p, 0.0, np.maximum(tau2, 0.0))
     return tau2, conv, halved
 
 
@@ -566,8 +668,24 @@ def _check_inputs(yi, vi):
     return y, v
 
 
-def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True, n_groups=None):
-    """Fit many independent meta-analyses at once (vectorised).
+def _design(X, n):
+    """Validated design matrix (n x p, first column the intercept) or None for intercept only."""
+    if X is None:
+        return None
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[0] != n:
+        raise ValueError(f"X must have one row per study ({n}); found shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X must be finite (remove studies with missing moderators first)")
+    if not np.all(X[:, 0] == 1.0):
+        raise ValueError("the first column of X must be the intercept (all ones)")
+    return None if X.shape[1] == 1 else X
+
+
+def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True, n_groups=None, X=None):
+    """Fit many independent meta-analyses (or meta-regressions) at once, vectorised.
 
     Parameters
     ----------
@@ -586,6 +704,12 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
         Compute Q-profile intervals for tau^2 / I^2 (Viechtbauer, 2007).
     n_groups : int, optional
         Number of analyses G (default ``max(group) + 1``); empty groups give NaN.
+    X : array_like, shape (n, p), optional
+        Design matrix of a mixed-effects meta-regression (metafor
+        ``rma(yi, vi, mods = X[:, 1:])``); its first column must be the
+        intercept.  Default: intercept only.  Every per-group sum becomes a
+        p x p sum ``X' W X`` (Viechtbauer, 2010, section 3.3); degrees of
+        freedom ``k - 1`` become ``k - p``.
 
     Returns
     -------
@@ -594,8 +718,18 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
         (``k``, ``estimate``, ..., ``converged``) plus ``method`` (estimator
         used per analysis, ``"DL"`` after a fallback), ``ci_method``
         (``"wald"`` where k = 1), ``level``, ``step_halved`` (Fisher scoring
-        needed half steps) and ``weights`` (length n, percent, aligned with
-        the input rows).
+        needed half steps), ``tau2_ci_capped`` (the upper Q-profile bound is
+        the search limit ``max(100, 10 tau^2)``: the true bound is larger) and
+        ``weights`` (length n, percent, aligned with the input rows).  Always
+        also ``p``, ``beta``, ``vb``, ``se_beta``, ``zval``, ``pval_beta``,
+        ``ci_low_beta``, ``ci_high_beta`` (shape (G, p[, p])), the omnibus
+        test ``qm``, ``qm_df``, ``qm_df2`` (NaN for chi^2), ``qm_pvalue`` of
+        all coefficients but the intercept (of the intercept when p = 1, as
+        metafor) and ``r2`` (pseudo R^2 in percent, NaN when p = 1).  With
+        p > 1 ``estimate``, ``se``, ``ci_*`` and ``pvalue`` are those of the
+        intercept, ``q``/``i2``/``h2`` describe residual heterogeneity (QE),
+        and the prediction interval and common-effect fields are NaN (use
+        predictions at chosen moderator values instead).
 
     Notes
     -----
@@ -607,6 +741,12 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     those that still fail (or, for PM, whose root lies above metafor's search
     limit ``max(100, 10 mad(y)^2)``) fall back to DerSimonian-Laird and get
     ``converged = False``.
+
+    The pseudo R^2 is metafor's: ``max(0, 100 (tau2_0 - tau2) / tau2_0)`` with
+    ``tau2_0`` from the intercept-only model fitted by the same estimator (0
+    when ``tau2_0 = 0``, NaN when that fit fell back to DL), and for ``"FE"``
+    the adjusted R^2 of the weighted least-squares regression (Raudenbush,
+    2009).  A group whose design matrix is singular gets NaN coefficients.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -622,7 +762,9 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
         raise ValueError("group must hold non-negative integer codes")
     g = g.astype(np.intp)
     G = int(n_groups) if n_groups is not None else (int(g.max()) + 1 if g.size else 0)
-    gr = _Groups(g, G, v)
+    X = _design(X, y.size)
+    gr = _Groups(g, G, v, X=X)
+    p = gr.p
     k = gr.k.astype(float)
     alpha = 1.0 - level
 
@@ -632,56 +774,77 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     # --- model fit -----------------------------------------------------------
     w = 1.0 / (v + tau2[g])
     sw = gr.sum(w)
+    use_t = (ci != "wald") & (k > p)
     with np.errstate(invalid="ignore", divide="ignore"):
-        est = gr.sum(w * y) / sw
-        var = 1.0 / sw
-        use_t = (ci != "wald") & (k > 1)
+        if p > 1:
+            Ainv, beta, r = _wls(gr, y, w)
+        else:
+            beta = (gr.sum(w * y) / sw)[:, None]
+            Ainv = (1.0 / sw)[:, None, None]
+            r = y - beta[g, 0]
+        vb = Ainv
         if ci != "wald":
-            rss = gr.sum(w * (y - est[g]) ** 2)
-            s2w = np.where(rss <= _EPS, 0.0, rss / (k - 1.0))
+            rss = gr.sum(w * r**2)
+            s2w = np.where(rss <= _EPS, 0.0, rss / (k - p))
             if ci == "hksj_adhoc":
                 s2w = np.maximum(s2w, 1.0)
-            var = np.where(use_t, s2w * var, var)
-        se = np.sqrt(var)
-        z = est / se
-    df = np.where(use_t, k - 1.0, np.inf)
-    crit, pval = _crit_and_p(z, df, level)
+            vb = np.where(use_t, s2w, 1.0)[:, None, None] * Ainv
+        se_b = np.sqrt(np.diagonal(vb, axis1=1, axis2=2))
+        zb = beta / se_b
+    df = np.where(use_t, k - p, np.inf)
+    crit_b, pval_b = _crit_and_p(zb.ravel(), np.repeat(df, p), level)
+    crit_b = crit_b.reshape(zb.shape)
+    pval_b = pval_b.reshape(zb.shape)
+    est, se, crit, pval = beta[:, 0], se_b[:, 0], crit_b[:, 0], pval_b[:, 0]
     ci_low = est - crit * se
     ci_high = est + crit * se
-    pi_half = crit * np.sqrt(var + tau2)
-    pi_low = est - pi_half
-    pi_high = est + pi_half
+    if p > 1:
+        pi_low = pi_high = np.full(G, np.nan)
+    else:
+        pi_half = crit * np.sqrt(vb[:, 0, 0] + tau2)
+        pi_low = est - pi_half
+        pi_high = est + pi_half
+    qm, qm_df, qm_df2, qm_p = _omnibus(beta, vb, use_t, k, p)
 
-    # --- common-effect fit and heterogeneity -----------------------------------
+    # --- common-effect fit and (residual) heterogeneity ---------------------------
     w0 = 1.0 / v
     sw0, trP0, _ = _fe_parts(gr, w0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        fe_est = gr.sum(w0 * y) / sw0
-        fe_se = np.sqrt(1.0 / sw0)
-        zc = -special.ndtri(alpha / 2)
-        fe_lo = fe_est - zc * fe_se
-        fe_hi = fe_est + zc * fe_se
-        q = np.maximum(0.0, gr.sum(w0 * (y - fe_est[g]) ** 2))
-        qdf = k - 1.0
-        qp = np.where(k > 1, special.chdtrc(np.maximum(qdf, 1), q), 1.0)
-        q = np.where(k > 1, q, 0.0)
+        if p > 1:
+            q = _qstat(gr, y, v, np.zeros(G))[0]
+            fe_est = fe_se = fe_lo = fe_hi = np.full(G, np.nan)
+        else:
+            fe_est = gr.sum(w0 * y) / sw0
+            fe_se = np.sqrt(1.0 / sw0)
+            zc = -special.ndtri(alpha / 2)
+            fe_lo = fe_est - zc * fe_se
+            fe_hi = fe_est + zc * fe_se
+            q = gr.sum(w0 * (y - fe_est[g]) ** 2)
+        has_df = k > p
+        q = np.maximum(0.0, q)
+        qdf = k - p
+        qp = np.where(has_df, special.chdtrc(np.maximum(qdf, 1), q), 1.0)
+        q = np.where(has_df, q, 0.0)
         vt = qdf / trP0
         if method == "FE":
-            i2 = np.where(k > 1, np.maximum(0.0, 100 * (q - qdf) / q), 0.0)
-            i2 = np.where((k > 1) & (q == 0), 0.0, i2)
-            h2 = np.where(k > 1, q / qdf, 1.0)
+            i2 = np.where(has_df, np.maximum(0.0, 100 * (q - qdf) / q), 0.0)
+            i2 = np.where(has_df & (q == 0), 0.0, i2)
+            h2 = np.where(has_df, q / qdf, 1.0)
         else:
-            i2 = np.where(k > 1, 100 * tau2 / (vt + tau2), 0.0)
-            h2 = np.where(k > 1, tau2 / vt + 1.0, 1.0)
+            i2 = np.where(has_df, 100 * tau2 / (vt + tau2), 0.0)
+            h2 = np.where(has_df, tau2 / vt + 1.0, 1.0)
 
     # --- Q-profile CI for tau^2 -------------------------------------------------
     t_lo = np.full(G, np.nan)
     t_hi = np.full(G, np.nan)
+    capped = np.zeros(G, dtype=bool)
     if tau2_ci and method != "FE":
-        t_lo, t_hi = _qprofile(gr, y, v, tau2, q, k, level)
+        t_lo, t_hi, capped = _qprofile(gr, y, v, tau2, q, k, level)
     with np.errstate(invalid="ignore", divide="ignore"):
         i2_lo = 100 * t_lo / (vt + t_lo)
         i2_hi = 100 * t_hi / (vt + t_hi)
+
+    r2 = _pseudo_r2(gr, y, v, method, tau2, q, k) if p > 1 else np.full(G, np.nan)
 
     empty = gr.k == 0
     out = {
@@ -701,17 +864,23 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
         "i2_ci_high": i2_hi,
         "h2": h2,
         "q": q,
-        "q_df": np.maximum(gr.k - 1, 0),
+        "q_df": np.maximum(gr.k - p, 0),
         "q_pvalue": qp,
         "fe_estimate": fe_est,
         "fe_se": fe_se,
         "fe_ci_low": fe_lo,
         "fe_ci_high": fe_hi,
+        "qm": qm,
+        "qm_df": qm_df,
+        "qm_df2": qm_df2,
+        "qm_pvalue": qm_p,
+        "r2": r2,
         "converged": conv,
         "step_halved": halved,
+        "tau2_ci_capped": capped,
     }
     for key, arr in out.items():
-        if key not in ("k", "q_df", "converged", "step_halved") and empty.any():
+        if key not in ("k", "q_df", "qm_df", "converged", "step_halved", "tau2_ci_capped") and empty.any():
             arr = np.asarray(arr, dtype=float)
             arr[empty] = np.nan
             out[key] = arr
@@ -719,16 +888,68 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     out["ci_method"] = np.where(use_t, ci, "wald")
     out["level"] = np.full(G, level)
     out["weights"] = 100.0 * w / sw[g]
+    out["p"] = p
+    out["beta"] = beta
+    out["vb"] = vb
+    out["se_beta"] = se_b
+    out["zval"] = zb
+    out["pval_beta"] = pval_b
+    out["ci_low_beta"] = beta - crit_b * se_b
+    out["ci_high_beta"] = beta + crit_b * se_b
+    out["df"] = df
     return out
 
 
+def _omnibus(beta, vb, use_t, k, p):
+    """Omnibus (Wald-type) test of all coefficients but the intercept, as metafor's QM.
+
+    ``QM = b' V^-1 b`` over the tested coefficients: chi^2(m) for Wald, ``QM/m``
+    against F(m, k - p) for (ad hoc) Knapp-Hartung.  With p = 1 the intercept
+    itself is tested (metafor's ``btt = 1`` for intercept-only models).
+    """
+    G = beta.shape[0]
+    sel = slice(1, None) if p > 1 else slice(0, 1)
+    m = p - 1 if p > 1 else 1
+    b = beta[:, sel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if m == 1:
+            qm = b[:, 0] ** 2 / vb[:, sel, sel][:, 0, 0]
+        else:
+            qm = np.einsum("gi,gij,gj->g", b, _inv(vb[:, sel, sel]), b)
+        df2 = np.where(use_t, k - p, np.nan)
+        qm = np.where(use_t, qm / m, qm)
+        pf = special.fdtrc(m, np.maximum(np.nan_to_num(df2, nan=1.0), 1.0), qm)
+        pc = special.chdtrc(m, qm)
+        qm_p = np.where(use_t, np.where(df2 > 0, pf, np.nan), pc)
+    return qm, np.full(G, m), df2, qm_p
+
+
+def _pseudo_r2(gr, y, v, method, tau2, qe, k):
+    """metafor's pseudo R^2 (percent) of a meta-regression; see :func:`pool_many`."""
+    zero = np.zeros(gr.G)
+    gr0 = _Groups(gr.g, gr.G, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if method == "FE":
+            q0 = _qstat(gr0, y, v, zero)[0]  # weighted total sum of squares
+            adj = 1.0 - (qe / (k - gr.p)) / (q0 / (k - 1.0))
+            return np.where(q0 > 0, np.maximum(0.0, 100 * adj), 0.0)
+        tau0, conv0, _ = _estimate_tau2(gr0, y, v, method)
+        r2 = np.where(tau0 == 0, 0.0, np.maximum(0.0, 100 * (tau0 - tau2) / tau0))
+    return np.where(conv0, r2, np.nan)
+
+
 def _qprofile(gr, y, v, tau2, q0, k, level):
-    """Q-profile confidence interval for tau^2 (Viechtbauer, 2007), as metafor."""
+    """Q-profile confidence interval for tau^2 (Viechtbauer, 2007), as metafor.
+
+    Returns (lower, upper, capped) with ``capped`` where the upper bound is the
+    search limit ``max(100, 10 tau^2)`` (the true bound is larger).
+    """
     alpha = 1.0 - level
-    df = np.maximum(k - 1.0, 1.0)
+    p = gr.p
+    df = np.maximum(k - p, 1.0)
     crit_u = special.chdtri(df, alpha / 2)
     crit_l = special.chdtri(df, 1 - alpha / 2)
-    ok = k > 1
+    ok = k > p
     tmax = np.maximum(100.0, 10.0 * tau2)
     qmax, _, _ = _qstat(gr, y, v, tmax)
     zero = np.zeros(gr.G)
@@ -751,7 +972,7 @@ def _qprofile(gr, y, v, tau2, q0, k, level):
     act = ok & ~capl & ~zl
     if act.any():
         lo = np.where(act, _solve_q(gr, y, v, crit_u, zero, tmax, act), lo)
-    return lo, hi
+    return lo, hi, cap | capl
 
 
 def _result_from(out, i, sl, method_requested, notes=()):
@@ -766,6 +987,12 @@ def _result_from(out, i, sl, method_requested, notes=()):
             "half steps (metafor control stepadj=0.5)"
         )
     k = int(vals.pop("k"))
+    capped = bool(out["tau2_ci_capped"][i])
+    if capped:
+        notes.append(
+            f"upper Q-profile bound of tau² reached the search limit {max(100.0, 10.0 * vals['tau2']):g}: "
+            "the true bound is larger"
+        )
     if k == 1:
         notes.append("k = 1: tau2 = 0 and a Wald interval are used (as metafor)")
     return PooledResult(
@@ -779,6 +1006,7 @@ def _result_from(out, i, sl, method_requested, notes=()):
         converged=conv,
         method_requested=method_requested,
         notes=tuple(notes),
+        tau2_ci_capped=capped,
     )
 
 

@@ -34,13 +34,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import special  # not scipy.stats: its import costs ~0.5 s per pipeline job
-from statsmodels.regression.linear_model import WLS
 
 from tpsynth import pooling
 from tpsynth.pooling import PooledResult, pool
 
-__all__ = ["EggerResult", "TrimFillResult", "egger_test", "trim_and_fill", "trimfill"]
+__all__ = ["EggerResult", "TrimFillResult", "egger_many", "egger_test", "trim_and_fill", "trimfill"]
 
 
 @dataclass(frozen=True)
@@ -93,12 +91,60 @@ def _effects(yi, vi, min_k: int, too_few: str) -> tuple[np.ndarray, np.ndarray]:
     return y, v
 
 
-def egger_test(yi, vi, level=0.95) -> EggerResult:
+def egger_many(yi, vi, group, n_groups: int, X=None, level: float = 0.95) -> dict:
+    """Egger's regression test for many analyses at once, by the one engine.
+
+    Per group, ``yi`` is regressed on ``[X, sqrt(vi)]`` (X: intercept and any moderators, default
+    the intercept) by weighted least squares with weights ``1/vi`` and an estimated residual
+    variance (metafor ``regtest(model="lm", predictor="sei")``).  That is the engine's
+    common-effect model with the Knapp-Hartung scale factor ``RSS/(k - p)`` and t(k - p) tests
+    (:func:`tpsynth.pooling.pool_many` with ``method="FE", ci="hksj"``), so every group is fitted
+    in one vectorised call.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``slope``, ``slope_se``, ``t``, ``df``, ``pvalue`` (test of the coefficient of
+        sqrt(vi)), ``intercept``, ``intercept_se``, ``limit_ci_low``, ``limit_ci_high``, all of
+        length ``n_groups``; NaN where k < p + 1 or the standard errors of a group are all equal
+        (the slope is not identified).
+    """
+    y = np.asarray(yi, dtype=float).ravel()
+    v = np.asarray(vi, dtype=float).ravel()
+    g = np.asarray(group, dtype=np.intp).ravel()
+    sei = np.sqrt(v)
+    X = np.ones((y.size, 1)) if X is None else np.asarray(X, dtype=float)
+    Xe = np.column_stack([X, sei])
+    p = Xe.shape[1]
+    out = pooling.pool_many(y, v, g, method="FE", ci="hksj", level=level, tau2_ci=False, n_groups=n_groups, X=Xe)
+    # identical SEs (weighted spread of sqrt(vi) ~ 0 relative to its scale) leave the slope unidentified
+    w = 1.0 / v
+    k = np.bincount(g, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sw = np.bincount(g, weights=w, minlength=n_groups)
+        xbar = np.bincount(g, weights=w * sei, minlength=n_groups) / sw
+        sxx = np.bincount(g, weights=w * (sei - xbar[g]) ** 2, minlength=n_groups)
+        degenerate = (k < p + 1) | ~(sxx > 1e-14 * np.bincount(g, weights=w * v, minlength=n_groups))
+    res = {
+        "slope": out["beta"][:, -1],
+        "slope_se": out["se_beta"][:, -1],
+        "t": out["zval"][:, -1],
+        "df": np.maximum(k - p, 0).astype(float),
+        "pvalue": out["pval_beta"][:, -1],
+        "intercept": out["beta"][:, 0],
+        "intercept_se": out["se_beta"][:, 0],
+        "limit_ci_low": out["ci_low_beta"][:, 0],
+        "limit_ci_high": out["ci_high_beta"][:, 0],
+    }
+    return {key: np.where(degenerate, np.nan, val) for key, val in res.items()}
+
+
+def egger_test(yi, vi, level=0.95, X=None) -> EggerResult:
     """Egger's regression test for funnel-plot asymmetry (Egger et al., 1997).
 
-    Fits ``yi = b0 + b1 * sqrt(vi)`` by weighted least squares with weights
-    ``1 / vi`` (statsmodels WLS; the residual variance is estimated, as in
-    metafor's ``model="lm"``) and tests ``b1 = 0`` with t(k-2).
+    Fits ``yi = b0 + b1 * sqrt(vi)`` (plus the moderators of ``X``) by weighted least squares with
+    weights ``1 / vi`` and an estimated residual variance, as metafor's ``regtest(model="lm")``,
+    and tests ``b1 = 0`` with t(k - p); see :func:`egger_many`, which does the work.
 
     Parameters
     ----------
@@ -106,6 +152,8 @@ def egger_test(yi, vi, level=0.95) -> EggerResult:
         Effect sizes and sampling variances (> 0); at least 3 studies.
     level : float
         Confidence level of the limit-estimate interval.
+    X : array_like, optional
+        Design matrix (intercept first) of a meta-regression; default intercept only.
 
     Returns
     -------
@@ -114,27 +162,20 @@ def egger_test(yi, vi, level=0.95) -> EggerResult:
     y, v = _effects(yi, vi, 3, "Egger's test needs at least 3 studies")
     if np.any(v <= 0) or not np.all(np.isfinite(y)) or not np.all(np.isfinite(v)):
         raise ValueError("yi must be finite and vi positive")
-    sei = np.sqrt(v)
-    if np.ptp(sei) == 0:
+    if np.ptp(np.sqrt(v)) == 0:
         raise ValueError("all standard errors are equal: the regression is not identified")
-    X = np.column_stack([np.ones_like(sei), sei])
-    fit = WLS(y, X, weights=1.0 / v).fit()
-    df = int(fit.df_resid)
-    b, se = fit.params, fit.bse
-    tval = b[1] / se[1]
-    p = 2 * special.stdtr(df, -abs(tval))
-    crit = -special.stdtrit(df, (1 - level) / 2)
+    r = egger_many(y, v, np.zeros(y.size, dtype=np.intp), 1, X=X, level=level)
     return EggerResult(
         k=int(y.size),
-        slope=float(b[1]),
-        slope_se=float(se[1]),
-        t=float(tval),
-        df=df,
-        pvalue=float(p),
-        intercept=float(b[0]),
-        intercept_se=float(se[0]),
-        limit_ci_low=float(b[0] - crit * se[0]),
-        limit_ci_high=float(b[0] + crit * se[0]),
+        slope=float(r["slope"][0]),
+        slope_se=float(r["slope_se"][0]),
+        t=float(r["t"][0]),
+        df=int(r["df"][0]),
+        pvalue=float(r["pvalue"][0]),
+        intercept=float(r["intercept"][0]),
+        intercept_se=float(r["intercept_se"][0]),
+        limit_ci_low=float(r["limit_ci_low"][0]),
+        limit_ci_high=float(r["limit_ci_high"][0]),
     )
 
 
@@ -193,82 +234,10 @@ class TrimFillResult:
 
 
 def _metareg_slope(y, v, method):
-    """Slope of rma(yi, vi, mods = sqrt(vi), method) (metafor meta-regression).
-
-    Only its sign is used (to choose the trim-and-fill side).  tau^2 uses the
-    matrix form of metafor's estimators with X = [1, sqrt(vi)], p = 2.
-    """
-    k, p = y.size, 2
-    X = np.column_stack([np.ones(k), np.sqrt(v)])
-
-    def proj(w):
-        W = np.diag(w)
-        XtWX_inv = np.linalg.inv(X.T @ W @ X)
-        return W - W @ X @ XtWX_inv @ X.T @ W
-
-    def rss(t):
-        P = proj(1.0 / (v + t))
-        return float(y @ P @ y), P
-
-    tau2 = 0.0
-    if method != "FE" and k > p:
-        H = np.eye(k) - X @ np.linalg.inv(X.T @ X) @ X.T
-        he = (float(y @ H @ y) - float(np.trace(H * v))) / (k - p)
-        if method == "HE":
-            tau2 = he
-        elif method == "DL":
-            q, P = rss(0.0)
-            tau2 = (q - (k - p)) / np.trace(P)
-        elif method == "SJ":
-            t0 = float(np.var(y))  # var(y) * (k - 1) / k
-            tau2 = t0 * rss(t0)[0] / (k - p)
-        elif method == "PM":
-            if rss(0.0)[0] >= k - p:
-                mad = 1.4826 * np.median(np.abs(y - np.median(y)))
-                hi = max(100.0, 10 * mad**2)
-                lo = 0.0
-                if rss(hi)[0] > k - p:
-                    tau2 = 0.0  # metafor would fail; side choice falls back to FE slope
-                else:
-                    for _ in range(200):
-                        mid = 0.5 * (lo + hi)
-                        if rss(mid)[0] > k - p:
-                            lo = mid
-                        else:
-                            hi = mid
-                    tau2 = 0.5 * (lo + hi)
-        else:  # ML, REML, EB: Fisher scoring from max(0, HE)
-            tau2 = max(0.0, he)
-            for step in (1.0, 0.5):
-                t = max(0.0, he)
-                ok = False
-                for _ in range(pooling.FS_MAXITER):
-                    w = 1.0 / (v + t)
-                    P = proj(w)
-                    Py = P @ y
-                    if method == "REML":
-                        adj = (Py @ Py - np.trace(P)) / np.sum(P * P)
-                    elif method == "ML":
-                        adj = (Py @ Py - w.sum()) / np.sum(w * w)
-                    else:
-                        adj = (float(y @ Py) * k / (k - p) - k) / w.sum()
-                    adj = 0.0 if not np.isfinite(adj) else adj * step
-                    if t == 0 and adj < 0:
-                        adj = 0.0
-                    while t + adj < 0:
-                        adj /= 2
-                    new = t + adj
-                    if abs(new - t) <= pooling.FS_THRESHOLD * max(1.0, new):
-                        t, ok = new, True
-                        break
-                    t = new
-                if ok:
-                    tau2 = t
-                    break
-    tau2 = max(0.0, tau2)
-    w = 1.0 / (v + tau2)
-    beta = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * y))
-    return float(beta[1])
+    """Slope of ``rma(yi, vi, mods = sqrt(vi), method)``, by the one engine (its sign picks the side)."""
+    X = np.column_stack([np.ones(y.size), np.sqrt(v)])
+    out = pooling.pool_many(y, v, np.zeros(y.size, dtype=np.intp), method=method, ci="wald", tau2_ci=False, X=X)
+    return float(out["beta"][0, 1])
 
 
 def _fit_estimate(y, v, method):

@@ -257,3 +257,109 @@ write_json(list(versions = versions, egger = eg, trimfill = tf),
            file.path(dir, "small_study.json"), digits = NA, auto_unbox = TRUE,
            na = "null", pretty = FALSE)
 cat("wrote", file.path(dir, "pooling.json"), "and", file.path(dir, "small_study.json"), "\n")
+
+# ---------------------------------------------------------------------------
+# meta-regression: rma(yi, vi, mods = ...) for every method and test, with
+# QM, QE, R^2, confint() of tau^2 and predict(newmods); permutest() where the
+# permutation distribution is exact (few permutations)
+# ---------------------------------------------------------------------------
+mr_models <- list(
+  bcg_ablat = list(data = bcg, mods = ~ ablat, newmods = list(c(10), c(33.5), c(55))),
+  bcg_year = list(data = bcg, mods = ~ year, newmods = list(c(1950), c(1980))),
+  bcg_alloc = list(data = bcg, mods = ~ factor(alloc), newmods = list(c(0, 0), c(1, 0), c(0, 1))),
+  bcg_ablat_year = list(data = bcg, mods = ~ ablat + year, newmods = list(c(20, 1960), c(45, 1975))),
+  bcg_ablat_alloc = list(data = bcg, mods = ~ ablat + factor(alloc), newmods = list(c(30, 1, 0))),
+  hackshaw_year = list(data = hs, mods = ~ year, newmods = list(c(1985))),
+  molloy_meanage = list(data = mo, mods = ~ meanage, newmods = list(c(40), c(70)))
+)
+mr_cases <- list()
+for (mname in names(mr_models)) {
+  mm <- mr_models[[mname]]
+  X <- model.matrix(mm$mods, data = mm$data)
+  for (m in methods) {
+    for (tn in names(tests)) {
+      fit <- try(suppressWarnings(rma(yi, vi, mods = mm$mods, data = mm$data, method = m,
+                                      test = tests[[tn]], control = ctrl)), silent = TRUE)
+      if (inherits(fit, "try-error")) next
+      ci <- if (m == "FE") NULL else try(suppressWarnings(confint(fit, control = ci_ctrl)), silent = TRUE)
+      nm <- do.call(rbind, mm$newmods)
+      pr <- predict(fit, newmods = nm)
+      out <- list(
+        beta = num(fit$beta), se = num(fit$se), zval = num(fit$zval), pval = num(fit$pval),
+        ci_lb = num(fit$ci.lb), ci_ub = num(fit$ci.ub), tau2 = num(fit$tau2),
+        QE = num(fit$QE), QEp = num(fit$QEp), QM = num(fit$QM), QMdf = num(fit$QMdf),
+        QMp = num(fit$QMp), I2 = num(fit$I2), H2 = num(fit$H2), R2 = num(fit$R2),
+        pred = num(pr$pred), pred_se = num(pr$se), pred_ci_lb = num(pr$ci.lb),
+        pred_ci_ub = num(pr$ci.ub), pred_pi_lb = num(pr$pi.lb), pred_pi_ub = num(pr$pi.ub),
+        weights = num(weights(fit)))
+      if (!is.null(ci) && !inherits(ci, "try-error")) {
+        out$tau2_ci_lb <- num(ci$random["tau^2", "ci.lb"])
+        out$tau2_ci_ub <- num(ci$random["tau^2", "ci.ub"])
+      }
+      mr_cases[[length(mr_cases) + 1]] <- list(
+        name = mname, yi = num(mm$data$yi), vi = num(mm$data$vi), X = unname(X),
+        newmods = unname(nm), method = m, ci = tn, level = 0.95, out = out)
+    }
+  }
+}
+
+# exact permutation tests (metafor switches to the exact test when the number of
+# distinct permutations is at most iter = 1000)
+perm_sets <- list(
+  bcg6_ablat = list(data = bcg[1:6, ], mods = ~ ablat),
+  bcg8_int = list(data = bcg[1:8, ], mods = ~ 1),
+  bcg9_alloc = list(data = bcg[c(1, 2, 3, 4, 5, 7, 8, 10, 13), ], mods = ~ factor(alloc))
+)
+perm_cases <- list()
+for (pname in names(perm_sets)) {
+  ps <- perm_sets[[pname]]
+  X <- model.matrix(ps$mods, data = ps$data)
+  for (m in c("REML", "DL", "FE")) {
+    for (tn in c("wald", "hksj")) {
+      fit <- suppressWarnings(rma(yi, vi, mods = ps$mods, data = ps$data, method = m,
+                                  test = tests[[tn]], control = ctrl))
+      pt <- suppressWarnings(permutest(fit, iter = 1000, progbar = FALSE, control = list(tol = 1e-12)))
+      perm_cases[[length(perm_cases) + 1]] <- list(
+        name = pname, yi = num(ps$data$yi), vi = num(ps$data$vi), X = unname(X), method = m, ci = tn,
+        level = 0.95, exact_iter = pt$exact.iter, pval = num(pt$pval), QMp = num(pt$QMp))
+    }
+  }
+}
+write_json(list(versions = versions, cases = mr_cases, permutation = perm_cases),
+           file.path(dir, "metareg.json"), digits = NA, auto_unbox = TRUE,
+           na = "null", pretty = FALSE)
+
+# ---------------------------------------------------------------------------
+# Mantel-Haenszel (RR, OR, RD) and Peto, metafor defaults (add = 1/2 to "only0"
+# with double-zero studies dropped for the Q test; no correction in the pooled
+# estimate); data sets with single-zero and double-zero tables
+# ---------------------------------------------------------------------------
+tables <- list(
+  bcg = with(dat.bcg, list(ai = tpos, n1i = tpos + tneg, ci = cpos, n2i = cpos + cneg)),
+  nielweise2007 = with(dat.nielweise2007, list(ai = ai, n1i = n1i, ci = ci, n2i = n2i)),
+  li2007 = with(dat.li2007, list(ai = ai, n1i = n1i, ci = ci, n2i = n2i)),
+  sparse = list(ai = c(0, 1, 0, 2, 0), n1i = c(20, 25, 30, 40, 15),
+                ci = c(0, 3, 2, 4, 1), n2i = c(22, 24, 28, 41, 15))
+)
+mh_cases <- list()
+for (tname in names(tables)) {
+  tb <- tables[[tname]]
+  for (meas in c("RR", "OR", "RD", "PETO")) {
+    fit <- if (meas == "PETO") {
+      suppressWarnings(rma.peto(ai = tb$ai, n1i = tb$n1i, ci = tb$ci, n2i = tb$n2i))
+    } else {
+      suppressWarnings(rma.mh(ai = tb$ai, n1i = tb$n1i, ci = tb$ci, n2i = tb$n2i, measure = meas))
+    }
+    mh_cases[[length(mh_cases) + 1]] <- list(
+      name = tname, measure = meas, ai = tb$ai, n1i = tb$n1i, ci = tb$ci, n2i = tb$n2i,
+      level = 0.95, beta = num(fit$beta), se = num(fit$se), zval = num(fit$zval),
+      pval = num(fit$pval), ci_lb = num(fit$ci.lb), ci_ub = num(fit$ci.ub),
+      QE = num(fit$QE), QEp = num(fit$QEp), I2 = num(fit$I2), H2 = num(fit$H2),
+      k = fit$k, k_yi = fit$k.yi, MH = num(fit$MH), MHp = num(fit$MHp),
+      TA = num(fit$TA), TAp = num(fit$TAp))
+  }
+}
+write_json(list(versions = versions, cases = mh_cases),
+           file.path(dir, "mh_peto.json"), digits = NA, auto_unbox = TRUE,
+           na = "null", pretty = FALSE)
+cat("wrote", file.path(dir, "metareg.json"), "and", file.path(dir, "mh_peto.json"), "\n")
