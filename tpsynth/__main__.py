@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .config import ConfigError, load_config
-from .validate import format_problems, validate_sheets
+from .validate import exclusion_warnings, format_problems, validate_sheets
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -23,11 +23,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         print(format_problems(problems), file=sys.stderr)
         return 1
+    counts = f"{len(sheets.studies)} studies, {len(sheets.outcomes)} outcome rows, {len(sheets.contrasts)} contrast rows"
+    warnings = exclusion_warnings(sheets, config)
+    if not warnings:
+        print(f"OK: {counts}")
+        return 0
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    n = len(warnings)
     print(
-        f"OK: {len(sheets.studies)} studies, {len(sheets.outcomes)} outcome rows, "
-        f"{len(sheets.contrasts)} contrast rows"
+        f"Valid, with {n} warning{'s' if n != 1 else ''}: {counts}; the rows warned about will be left out of the "
+        "analyses named (data/processed/dataflow.csv records every row's fate)"
     )
-    return 0
+    return 1 if args.strict else 0
 
 
 def _cmd_bench_corpus(args: argparse.Namespace) -> int:
@@ -64,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--studies", help="studies sheet (default: data.studies in the config)")
     v.add_argument("--outcomes", help="outcomes sheet (default: data.outcomes in the config)")
     v.add_argument("--contrasts", help="contrasts sheet (default: data.contrasts in the config; '' for none)")
+    v.add_argument("--strict", action="store_true", help="exit with status 1 when there are warnings")
     v.set_defaults(func=_cmd_validate)
 
     b = sub.add_parser(

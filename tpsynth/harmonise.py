@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from . import conversions
-from .validate import Sheets, usable_statistics
+from .validate import Reason, Sheets, usable_statistics
 
 ARM_COLUMNS = [
     "study_id", "arm", "intervention", "outcome", "instrument", "higher_is_better", "timepoint_weeks",
@@ -37,7 +37,7 @@ def harmonise_row(row: dict) -> tuple[dict | None, str | None]:
     (arm, None) when the row is analysable, (None, reason) when it is not.
     """
     if row.get("unusable_reason"):
-        return None, f"unusable as extracted: {row['unusable_reason']}"
+        return None, Reason(f"unusable as extracted: {row['unusable_reason']}", "unusable_reason")
     kind = usable_statistics(row)
     n = row["n"]
     arm = {c: row.get(c) for c in ARM_COLUMNS if c in row}
@@ -54,7 +54,7 @@ def harmonise_row(row: dict) -> tuple[dict | None, str | None]:
         return arm, None
     if kind == "mean_ci":
         if n < 2:
-            return None, "SD not derivable: a CI needs n >= 2"
+            return None, Reason("SD not derivable: a CI needs n >= 2", "n")
         level = (row.get("ci_level") or 95.0) / 100.0
         sd, label = conversions.sd_from_ci(row["ci_low"], row["ci_high"], n, level=level)
         arm.update(mean=row["mean"], sd=float(sd[0]), mean_method="reported", sd_method=str(label[0]), derived=True)
@@ -66,26 +66,28 @@ def harmonise_row(row: dict) -> tuple[dict | None, str | None]:
         mean, sd = float(res.mean[0]), float(res.sd[0])
         if not (math.isfinite(mean) and math.isfinite(sd)):
             if n < conversions.FIVENUM_MIN_N:
-                return None, "median-based summary not converted: n < 5 (as metafor conv.fivenum)"
+                return None, Reason("median-based summary not converted: n < 5 (as metafor conv.fivenum)", "n")
             test = conversions.fivenum_skewness_test(
                 n, min=row.get("min"), q1=row.get("q1"), median=row.get("median"), q3=row.get("q3"), max=row.get("max")
             )
             if int(test.scenario[0]) == 0:
-                return None, (
+                return None, Reason(
                     "median-based summary not converted: needs median with q1+q3, min+max, or all five numbers "
-                    "(metafor conv.fivenum scenarios)"
+                    "(metafor conv.fivenum scenarios)",
+                    "median",
                 )
-            return None, (
+            return None, Reason(
                 "median-based summary not converted: significant skewness "
-                f"(Shi et al. 2023 test, T = {float(test.statistic[0]):.3f} >= {float(test.critical[0]):.3f})"
+                f"(Shi et al. 2023 test, T = {float(test.statistic[0]):.3f} >= {float(test.critical[0]):.3f})",
+                "median",
             )
         arm.update(
             mean=mean, sd=sd, mean_method=str(res.mean_method[0]), sd_method=str(res.sd_method[0]), derived=True
         )
         return arm, None
     if row.get("mean") is not None:
-        return None, "SD neither reported nor derivable (no sd, se or CI)"
-    return None, "no usable statistics"
+        return None, Reason("SD neither reported nor derivable (no sd, se or CI)", "sd")
+    return None, Reason("no usable statistics", "unusable_reason")
 
 
 def harmonise(sheets: Sheets) -> tuple[list[dict], list[dict]]:
@@ -114,7 +116,7 @@ def harmonise(sheets: Sheets) -> tuple[list[dict], list[dict]]:
             "source_row": row.get("source_row") or "",
         }  # fmt: skip
         if row.get("unusable_reason"):
-            entry.update(state="excluded", reason=f"unusable as extracted: {row['unusable_reason']}")
+            entry.update(state="excluded", reason=Reason(f"unusable as extracted: {row['unusable_reason']}", "unusable_reason"))
         else:
             entry.update(state="analysable", reason="")
         flow.append(entry)

@@ -31,6 +31,7 @@ from scipy.special import ndtri
 
 from . import effect_sizes as es
 from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
+from .validate import Reason
 
 
 @dataclass
@@ -82,9 +83,10 @@ def _transform(a: dict, outcome_cfg: dict, measure: str) -> tuple[float, str | N
         smin, smax = a.get("scale_min"), a.get("scale_max")
         if ref is not None:
             if smin is None or smax is None:
-                return 1.0, None, (
+                return 1.0, None, Reason(
                     f"MD needs scale_min/scale_max for instrument {a['instrument']} to rescale it to the "
-                    f"outcome's reference scale {ref[0]:g}-{ref[1]:g}"
+                    f"outcome's reference scale {ref[0]:g}-{ref[1]:g}",
+                    "scale_min",
                 )
             if (smin, smax) != (ref[0], ref[1]):
                 factor = (ref[1] - ref[0]) / (smax - smin)
@@ -106,7 +108,7 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
         yi, vi = float(out[0][0]), float(out[1][0])
         dropped, adjusted = bool(out[2][0]), bool(out[3][0])
         if dropped:
-            return None, "no events (or only events) in both arms: left out (metafor drop00=TRUE)"
+            return None, Reason("no events (or only events) in both arms: left out (metafor drop00=TRUE)", "events")
         if adjusted:
             notes.append("0.5 added to each cell (zero cell)")
     else:
@@ -138,7 +140,7 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
     if len(int_arms) > 1 or len(cmp_arms) > 1:
         notes.append(f"{len(int_arms)} intervention and {len(cmp_arms)} comparator arms combined (Handbook Table 6.5.a)")
     if not (math.isfinite(yi) and math.isfinite(vi) and vi > 0):
-        return None, "effect size not computable from these arms (zero variance)"
+        return None, Reason("effect size not computable from these arms (zero variance)", "sd")
     sign = -1.0 if any(n.startswith("sign flipped") for n in notes) else 1.0
     factor_used = factor if not dichotomous and measure == "MD" else 1.0
     eff = StudyEffect(
@@ -156,7 +158,7 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
 def _contrast_effect(row, analysis, outcome_cfg, level_z):
     measure = analysis["measure"]
     if row["measure"] != measure:
-        return None, f"reported as {row['measure']}; the analysis pools {measure}"
+        return None, Reason(f"reported as {row['measure']}; the analysis pools {measure}", "measure")
     sign = 1.0
     if row["intervention"] in analysis["comparator"] and row["comparator"] in analysis["intervention"]:
         sign = -1.0
@@ -176,9 +178,10 @@ def _contrast_effect(row, analysis, outcome_cfg, level_z):
         ref = outcome_cfg["reference_scale"]
         smin, smax = row.get("scale_min"), row.get("scale_max")
         if smin is None or smax is None:
-            return None, (
+            return None, Reason(
                 f"MD needs scale_min/scale_max of the contrast's instrument to rescale it to the outcome's "
-                f"reference scale {ref[0]:g}-{ref[1]:g}"
+                f"reference scale {ref[0]:g}-{ref[1]:g}",
+                "scale_min",
             )
         if (smin, smax) != (ref[0], ref[1]):
             factor = (ref[1] - ref[0]) / (smax - smin)
@@ -239,7 +242,9 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
             continue
         if dichotomous != (a["events"] is not None):
             kind = "events" if a["events"] is not None else "means"
-            note("outcomes", a["line"], "not_used", f"row holds {kind}; the analysis pools {analysis['measure']}")
+            note("outcomes", a["line"], "not_used", Reason(
+                f"row holds {kind}; the analysis pools {analysis['measure']}", "events" if kind == "events" else "mean"
+            ))
             continue
         cand_arms.setdefault(a["study_id"], []).append(a)
     cand_con: dict[str, list[dict]] = {}
@@ -261,10 +266,11 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
         rows = cand_arms.get(sid, [])
         cons = cand_con.get(sid, [])
         if analysis.get("randomised_only", True) and study.get("randomised") is False:
+            nonrand = Reason("non-randomised study; the analysis is randomised-only", "study_id")
             for a in rows:
-                note("outcomes", a["line"], "not_used", "non-randomised study; the analysis is randomised-only")
+                note("outcomes", a["line"], "not_used", nonrand)
             for r in cons:
-                note("contrasts", r["_line"], "not_used", "non-randomised study; the analysis is randomised-only")
+                note("contrasts", r["_line"], "not_used", nonrand)
             continue
         # candidate (timepoint, instrument, value_type) sets with both sides
         options = []
@@ -276,6 +282,7 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
                     options.append((key, idx, sel))
         times = sorted({o[0][0] for o in options} | {r["timepoint_weeks"] for r in cons})
         chosen, reason_all = None, "only one side of the comparison has data"
+        refused: dict[tuple[str, int], str] = {}  # rows of an option the analysis could not use, and why
         for t in reversed(times) if analysis.get("timepoint_rule", "latest") == "latest" else times:
             at_t = [o for o in options if o[0][0] == t]
             at_t.sort(key=lambda o: (o[0][2] != "final", o[1]))  # final before change, then sheet order
@@ -287,6 +294,9 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
                     chosen = eff
                     break
                 reason_all = why
+                for b in sel:  # a missing scale is the problem of the rows without one
+                    own = getattr(why, "column", None) != "scale_min" or b.get("scale_min") is None or b.get("scale_max") is None
+                    refused[("outcomes", b["line"])] = why if own else f"another arm of this comparison: {why}"
             if chosen is None:
                 for r in [r for r in cons if r["timepoint_weeks"] == t]:
                     eff, why = _contrast_effect(r, analysis, outcome_cfg, None)
@@ -294,12 +304,15 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
                         chosen = eff
                         break
                     reason_all = why
+                    refused[("contrasts", r["_line"])] = why
             if chosen is not None:
                 break
         used = set(chosen.lines) if chosen else set()
         for a in rows:
             if ("outcomes", a["line"]) in used:
                 note("outcomes", a["line"], "used")
+            elif ("outcomes", a["line"]) in refused:
+                note("outcomes", a["line"], "not_used", refused[("outcomes", a["line"])])
             elif chosen is None:
                 note("outcomes", a["line"], "not_used", reason_all)
             elif a["timepoint_weeks"] != chosen.timepoint_weeks:
@@ -309,6 +322,8 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
         for r in cons:
             if ("contrasts", r["_line"]) in used:
                 note("contrasts", r["_line"], "used")
+            elif ("contrasts", r["_line"]) in refused:
+                note("contrasts", r["_line"], "not_used", refused[("contrasts", r["_line"])])
             elif chosen is None:
                 note("contrasts", r["_line"], "not_used", reason_all)
             else:

@@ -36,6 +36,22 @@ class Problem:
         return f"{where}:{col} {self.message}"
 
 
+class Reason(str):
+    """Why a row is left out of an analysis; ``column`` names the sheet column to fix, when a data
+    problem (not the analysis's own window or selection rules) is the cause.
+
+    A ``str`` subclass, so reasons are written to JSON and ``dataflow.csv`` as plain text;
+    ``python -m tpsynth validate`` reports the ones with a column as warnings.
+    """
+
+    column: str | None
+
+    def __new__(cls, text: str, column: str | None = None):
+        obj = super().__new__(cls, text)
+        obj.column = column
+        return obj
+
+
 class SheetValidationError(Exception):
     """Raised when the sheets are invalid; ``problems`` lists every problem found."""
 
@@ -500,3 +516,79 @@ def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str
     if problems:
         raise SheetValidationError(problems)
     return sheets
+
+
+def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
+    """Rows of valid sheets that a configured analysis will leave out, as ``FILE:LINE: column`` warnings.
+
+    The pipeline's own rules decide (:func:`tpsynth.harmonise.harmonise` and
+    :func:`tpsynth.study_effects.build_study_effects` run on the sheets), so a warning here is
+    exactly an ``excluded`` row of ``dataflow.csv`` caused by the data rather than by the analysis's
+    window or selection rules. Warned are rows of an analysis's outcome on one of its sides, inside
+    its timepoint window (or without a timepoint), that
+
+    * carry an ``unusable_reason`` (column ``unusable_reason``);
+    * cannot be harmonised (e.g. a median summary metafor's ``conv.fivenum`` declines);
+    * are refused by the analysis: an ``MD`` instrument without ``scale_min``/``scale_max``, a
+      contrast on another measure, a non-randomised study in a randomised-only analysis, a row
+      type that does not fit the measure, no events in both arms, zero variance.
+
+    An arm row counts only when its study has rows of the outcome on the other side too. Rows
+    outside every analysis's window, of a study with data on one side only, or not chosen because
+    the timepoint rule or instrument order picked another row of the same study, are scoping, not
+    data problems, and are not warned about (``dataflow.csv`` still records them). One warning per
+    row and reason, naming every analysis concerned.
+    """
+    from .config import analysis_settings
+    from .harmonise import harmonise
+    from .study_effects import build_study_effects
+
+    paths = {"outcomes": sheets.paths.get("outcomes", "outcomes.csv"), "contrasts": sheets.paths.get("contrasts", "contrasts.csv")}
+    arms, ingest = harmonise(sheets)
+    by_line = {("outcomes", r["_line"]): r for r in sheets.outcomes}
+    by_line.update({("contrasts", r["_line"]): r for r in sheets.contrasts})
+    ingest_reason = {(f["sheet"], f["line"]): f["reason"] for f in ingest if f["state"] == "excluded"}
+    studies = {s["study_id"]: s for s in sheets.studies}
+    usable_contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
+    found: dict[tuple, list[str]] = {}
+
+    def add(key, column, reason, aid):
+        found.setdefault((key, column, str(reason)), []).append(aid)
+
+    for aid in (config.get("analyses") or {}):
+        a = analysis_settings(config, aid)
+        lo, hi = a["timepoint_weeks"]
+        sides = (set(a["intervention"]), set(a["comparator"]))
+        for key, reason in ingest_reason.items():
+            row = by_line[key]
+            if row.get("outcome") != a["outcome"]:
+                continue
+            t = row.get("timepoint_weeks")
+            if t is not None and not lo <= t <= hi:
+                continue
+            if key[0] == "outcomes":  # a row on one side of a study that has rows on the other side
+                here = 0 if row.get("intervention") in sides[0] else 1 if row.get("intervention") in sides[1] else None
+                on_side = here is not None and any(
+                    r.get("study_id") == row.get("study_id") and r.get("outcome") == row.get("outcome")
+                    and r.get("intervention") in sides[1 - here]
+                    for r in sheets.outcomes
+                )  # fmt: skip
+            else:
+                codes = (row.get("intervention"), row.get("comparator"))
+                on_side = (codes[0] in sides[0] and codes[1] in sides[1]) or (codes[0] in sides[1] and codes[1] in sides[0])
+            if not on_side:
+                continue
+            add(key, getattr(reason, "column", None) or "unusable_reason", reason, aid)
+        _, flow = build_study_effects(a, arms, usable_contrasts, studies, config)
+        for f in flow:
+            column = getattr(f["reason"], "column", None)
+            if f["state"] == "not_used" and column:
+                add((f["sheet"], f["line"]), column, f["reason"], aid)
+    warnings = []
+    for ((sheet, line), column, reason), aids in found.items():
+        ids = sorted(set(aids))
+        which = f"analysis {ids[0]}" if len(ids) == 1 else f"analyses {', '.join(ids)}"
+        warnings.append(Problem(paths[sheet], line, column, f"excluded from {which}: {reason}"))
+    order = {paths["outcomes"]: 0, paths["contrasts"]: 1}
+    warnings.sort(key=lambda p: (order.get(p.file, 2), p.line or 0, p.column or "", p.message))
+    return warnings
