@@ -6,6 +6,7 @@ data/raw/ or config/config.yaml; tests/shipped/ (run by `make reference`) is the
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("pipeline") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A copy of the minimal fixture workspace; the test runs inside it."""
+    dst = tmp_path / "ws"
+    shutil.copytree(FIXTURE, dst)
+    monkeypatch.chdir(dst)
+    return dst

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tpsynth.analysis import run_analysis
@@ -30,14 +28,6 @@ FIXTURE_WARNINGS = [
     "data/raw/contrasts.csv:3: column unusable_reason: excluded from analysis resp_rr: unusable as extracted: "
     "percentages only",
 ]
-
-
-@pytest.fixture
-def ws(tmp_path, monkeypatch):
-    dst = tmp_path / "ws"
-    shutil.copytree(FIXTURE, dst)
-    monkeypatch.chdir(dst)
-    return dst
 
 
 def config() -> dict:

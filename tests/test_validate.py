@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,6 @@ import yaml
 from tpsynth.validate import validate_sheets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
-
-
-@pytest.fixture
-def ws(tmp_path, monkeypatch):
-    """A copy of the minimal fixture workspace; the test runs inside it."""
-    dst = tmp_path / "ws"
-    shutil.copytree(FIXTURE, dst)
-    monkeypatch.chdir(dst)
-    return dst
 
 
 def config():
