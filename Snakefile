@@ -13,7 +13,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)  # the tpsynth package sits beside this file
 
 from tpsynth.config import ConfigError, read_config_file, validate_config  # noqa: E402
-from tpsynth.pipeline import analysis_digest, code_digest, package_files, sheet_paths  # noqa: E402
+from tpsynth.pipeline import analysis_digest, code_digest, network_digest, package_files, sheet_paths  # noqa: E402
 from tpsynth.validate import format_problems, validate_sheets  # noqa: E402
 from snakemake.utils import update_config  # noqa: E402
 
@@ -64,6 +64,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/network.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/report.smk"
 
@@ -79,5 +80,12 @@ rule all:
             ext=["png", "svg", "pdf"],
         ),
         rules.summary_figure.output,
+        rules.network_tables.output,
+        expand(
+            "results/figures/{kind}_{network_id}.{ext}",
+            kind=["network_graph", "network_forest", "league"],
+            network_id=NETWORKS,
+            ext=["png", "svg", "pdf"],
+        ),
         rules.report.output,
     default_target: True

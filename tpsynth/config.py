@@ -268,9 +268,40 @@ def validate_config(config: dict, path: str = "config/config.yaml") -> dict:
         overlap = set(a["intervention"]) & set(a["comparator"])
         if overlap:
             problems.append(f"{path}: key analyses.{aid}: codes on both sides: {', '.join(sorted(overlap))}")
+    problems += _network_problems(config, path)
     if problems:
         raise ConfigError("\n".join(problems))
     return config
+
+
+def _network_problems(config: dict, path: str) -> list[str]:
+    """Cross-references of ``networks:`` (codes declared, in one node only, reference a node, measure fits)."""
+    problems = []
+    interventions = config.get("interventions") or {}
+    outcomes = config.get("outcomes") or {}
+    for nid, n in (config.get("networks") or {}).items():
+        where = f"{path}: key networks.{nid}"
+        seen: dict[str, str] = {}
+        for node, codes in n["nodes"].items():
+            for code in codes:
+                if code not in interventions:
+                    problems.append(f"{where}.nodes.{node}: code {code!r} is not declared under interventions")
+                if code in seen and seen[code] != node:
+                    problems.append(f"{where}.nodes.{node}: code {code!r} is also in node {seen[code]!r}")
+                seen[code] = node
+        if n["reference"] not in n["nodes"]:
+            problems.append(f"{where}.reference: {n['reference']!r} is not one of its nodes")
+        out = outcomes.get(n["outcome"])
+        if out is None:
+            problems.append(f"{where}.outcome: code {n['outcome']!r} is not declared under outcomes")
+        else:
+            kind = out.get("type", "continuous")
+            if (kind == "dichotomous") != (n["measure"] in ("OR", "RR")):
+                problems.append(f"{where}.measure: {n['measure']} does not fit the {kind} outcome {n['outcome']!r}")
+        lo, hi = n["timepoint_weeks"]
+        if lo > hi:
+            problems.append(f"{where}.timepoint_weeks: minimum {lo} is above maximum {hi}")
+    return problems
 
 
 def load_config(path: str | Path = "config/config.yaml") -> dict:

@@ -421,11 +421,11 @@ def fit_network(blocks: list[StudyBlock], treatments: list[str], reference: str 
         Xin[r, cells.index(c)] = 1.0
     q_within = gls(y, V, Xin)[3]
     within_df = len(y) - len(cells)
-    q_between = fit.q - q_within
     between_df = q_df - within_df
+    q_between = max(0.0, fit.q - q_within) if between_df > 0 else 0.0
     tau2_w = fit_mv(y, V, Xin, M, "DL").tau2 if within_df > 0 else 0.0
     Sw = V + tau2_w * M
-    q_between_r = gls(y, Sw, X)[3] - gls(y, Sw, Xin)[3]
+    q_between_r = max(0.0, gls(y, Sw, X)[3] - gls(y, Sw, Xin)[3]) if between_df > 0 else 0.0
     # P-scores
     sign = 1.0 if higher_is_better else -1.0
     p_scores = {}

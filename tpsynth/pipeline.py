@@ -117,3 +117,45 @@ def run_collect(analysis_jsons: list[str], ingest_flow_csv: str, outputs: dict[s
     tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
     flow = tables.read_csv(ingest_flow_csv)
     tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results))
+
+
+def network_digest(config: dict, network_id: str, code: str = "") -> str:
+    """SHA-256 of the config a network reads (its settings, outcome, codes, rating rules) and the code.
+
+    The sheets are ordinary rule inputs of a network job, so any sheet edit reruns the networks.
+    """
+    from .network_analysis import network_settings
+
+    n = network_settings(config, network_id)
+    payload = {
+        "settings": n,
+        "outcome": config["outcomes"].get(n["outcome"]),
+        "codes": {c: config["interventions"].get(c) for codes in n["nodes"].values() for c in codes},
+        "certainty": config.get("certainty"),
+        "target": config.get("target"),
+        "network_confidence": config.get("network_confidence"),
+        "code": code,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def run_one_network(config: dict, network_id: str, out_path: str) -> dict:
+    """Run one configured network from the raw sheets and write its JSON."""
+    from .network_analysis import network_settings, run_network
+    from .tables import write_json
+
+    res = run_network(network_settings(config, network_id), load_sheets(config), config)
+    write_json(out_path, res)
+    return res
+
+
+def run_network_tables(network_jsons: list[str], outputs: dict[str, str]) -> None:
+    """network_estimates.csv, network_fit.csv and network_ranks.csv from the per-network JSON files."""
+    from . import network_analysis as na
+    from .tables import read_json, write_csv
+
+    t = na.network_tables([read_json(p) for p in network_jsons])
+    write_csv(outputs["estimates"], na.ESTIMATE_COLUMNS, t["estimates"])
+    write_csv(outputs["fit"], na.FIT_COLUMNS, t["fit"])
+    write_csv(outputs["ranks"], na.RANK_COLUMNS, t["ranks"])

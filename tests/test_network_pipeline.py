@@ -1,0 +1,159 @@
+"""Network meta-analysis from the sheets: study selection, config checks, tables, figures and the
+Snakemake stage, all on the hand-made fixture workspace (never the shipped data)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tpsynth.config import ConfigError, validate_config
+from tpsynth.figures.common import save_all
+from tpsynth.figures.network import league_figure, network_forest_figure, network_graph_figure
+from tpsynth.network_analysis import (
+    ESTIMATE_COLUMNS,
+    FIT_COLUMNS,
+    network_settings,
+    network_tables,
+    run_network,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
+
+NETWORK = {
+    "title": "Pain network (fixture)",
+    "outcome": "pain",
+    "timepoint_weeks": [0, 12],
+    "measure": "MD",
+    "method": "REML",
+    "reference": "Usual care",
+    "nodes": {"Needling": ["dn"], "Manual": ["ic"], "Sham": ["sham"], "Usual care": ["usual"]},
+}
+
+
+@pytest.fixture()
+def net_config(fixture_inputs):
+    config, sheets, arms = fixture_inputs
+    config = copy.deepcopy(config)
+    config["networks"] = {"pain_net": copy.deepcopy(NETWORK)}
+    return validate_config(config), sheets, arms
+
+
+def test_study_selection(net_config):
+    config, sheets, arms = net_config
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    studies = {s["study_id"]: s for s in r["studies"]}
+    # a2001 (VAS 0-100 rescaled to 0-10), b2005 with all three arms at its latest timepoint in the window
+    # (2 weeks), c2010 (five-number summaries), e2020 through its reported contrast; d2015 not randomised
+    assert set(studies) == {"a2001", "b2005", "c2010", "e2020"}
+    assert studies["b2005"]["timepoint_weeks"] == 2 and studies["b2005"]["nodes"] == ["Needling", "Manual", "Sham"]
+    assert studies["e2020"]["source"] == "contrast" and studies["e2020"]["nodes"] == ["Needling", "Usual care"]
+    assert {e["study_id"]: e["reason"] for e in r["excluded"]}["d2015"].startswith("non-randomised")
+    assert r["nodes_without_studies"] == [] and len(r["parts"]) == 1
+    part = r["parts"][0]
+    a = next(p for p in part["pairs"] if p["treatment"] == "Needling" and p["comparator"] == "Sham")
+    # direct evidence: a2001 (30 - 45 on 0-100 -> -1.5) and b2005's needling and sham arms (3.1 - 5.2),
+    # pooled by inverse variance with tau^2 added
+    v_a = (1.5**2 + 1.8**2) / 20
+    v_b = 0.5**2 + 2.1**2 / 15  # needling SD from SE: 0.5 sqrt(15)
+    tau2 = part["tau2"]
+    w = [1 / (v_a + tau2), 1 / (v_b + tau2)]
+    assert a["direct_k"] == 2
+    assert math.isclose(a["direct_estimate"], (w[0] * -1.5 + w[1] * -2.1) / sum(w), rel_tol=1e-9)
+    assert math.isclose(sum(a["contribution"].values()), 1.0)
+    for p in part["pairs"]:
+        assert p["confidence"] in ("high", "moderate", "low", "very low")
+        assert set(p["domains"]) == {"within-study bias", "reporting bias", "indirectness", "imprecision",
+                                     "heterogeneity", "incoherence"}  # fmt: skip
+
+
+def test_codes_in_no_node_are_listed(net_config):
+    config, sheets, arms = net_config
+    config["networks"]["pain_net"]["nodes"] = {"Needling": ["dn"], "Sham": ["sham"], "Usual care": ["usual"]}
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    assert r["unassigned_codes"] == ["ic"]
+    assert any("in no node" in f["reason"] for f in r["flow"])
+
+
+def test_disconnected_parts_are_not_compared(net_config):
+    config, sheets, arms = net_config
+    # without b2005's manual arm and the contrast study, needling-sham and manual-usual care fall apart
+    sheets2 = copy.copy(sheets)
+    sheets2.contrasts = []
+    arms2 = [a for a in arms if not (a["study_id"] == "b2005" and a["intervention"] == "ic")]
+    r = run_network(network_settings(config, "pain_net"), sheets2, config, arms2)
+    assert [p["treatments"] for p in r["parts"]] == [["Needling", "Sham"], ["Manual", "Usual care"]]
+    assert r["parts"][1]["reference"] == "Usual care" and r["parts"][0]["reference"] == "Needling"
+    t = network_tables([r])
+    assert [row["network_id"] for row in t["fit"]] == ["pain_net.part1", "pain_net.part2"]
+    pairs = {(row["treatment"], row["comparator"]) for row in t["estimates"]}
+    assert ("Needling", "Manual") not in pairs and ("Manual", "Usual care") in pairs
+    assert len(pairs) == 4
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda n: n["nodes"].update({"Sham": ["sham", "dn"]}), "also in node"),
+    (lambda n: n.update({"reference": "Placebo"}), "not one of its nodes"),
+    (lambda n: n.update({"measure": "OR"}), "does not fit the continuous outcome"),
+    (lambda n: n["nodes"].update({"Sham": ["sham", "nonexistent"]}), "not declared under interventions"),
+    (lambda n: n.update({"timepoint_weeks": [5, 1]}), "above maximum"),
+])  # fmt: skip
+def test_config_errors_name_the_key(fixture_inputs, change, message):
+    config = copy.deepcopy(fixture_inputs[0])
+    net = copy.deepcopy(NETWORK)
+    change(net)
+    config["networks"] = {"pain_net": net}
+    with pytest.raises(ConfigError, match=message) as err:
+        validate_config(config)
+    assert "networks.pain_net" in str(err.value)
+
+
+def test_tables_follow_node_order(net_config):
+    config, sheets, arms = net_config
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    t = network_tables([r])
+    order = r["parts"][0]["treatments"]
+    assert order == ["Needling", "Manual", "Sham", "Usual care"]
+    assert [(x["treatment"], x["comparator"]) for x in t["estimates"]] == [(a, b) for a in order for b in order if a != b]
+    assert set(t["estimates"][0]) == set(ESTIMATE_COLUMNS) and set(t["fit"][0]) == set(FIT_COLUMNS)
+    assert [x["treatment"] for x in t["ranks"]] == order
+
+
+def test_figures_are_byte_identical(net_config, tmp_path):
+    config, sheets, arms = net_config
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    for build in (network_graph_figure, network_forest_figure, league_figure):
+        one = save_all(build(r), tmp_path / "one" / build.__name__)
+        two = save_all(build(r), tmp_path / "two" / build.__name__)
+        for p, q in zip(one, two, strict=True):
+            assert p.read_bytes() == q.read_bytes(), p.name
+
+
+def test_snakemake_stage(tmp_path):
+    wd = tmp_path / "wd"
+    shutil.copytree(FIXTURE, wd)
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    cfg["networks"] = {"pain_net": NETWORK}
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    targets = ["results/network_estimates.csv", "results/network_fit.csv", "results/network_ranks.csv"]
+    figs = [f"results/figures/{k}_pain_net.{e}" for k in ("network_graph", "network_forest", "league") for e in ("png", "svg", "pdf")]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-c", "2", *targets, *figs]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    assert run.returncode == 0, run.stderr[-3000:]
+    first = {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in targets + figs}
+    rows = list(csv.DictReader((wd / "results/network_fit.csv").open()))
+    assert rows[0]["network_id"] == "pain_net" and rows[0]["k"] == "4"
+    assert (wd / "logs/network/pain_net.log").read_text().count("codes in no node") == 1
+    rerun = subprocess.run([*cmd, "--forceall"], capture_output=True, text=True, env=dict(os.environ))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert first == {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in targets + figs}

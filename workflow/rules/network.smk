@@ -1,0 +1,78 @@
+# Network meta-analyses (config networks:): one job per network writes its JSON result; one job the
+# three result tables; one job per network its graph, forest plot and league table. A network reads
+# every sheet (its nodes may pool any code), so the sheets are ordinary inputs; params carry a digest
+# of the config it reads and of the package code.
+
+NETWORKS = sorted(config.get("networks") or {})
+NETWORK_DIGESTS = {n: network_digest(config, n, CODE_DIGEST) for n in NETWORKS}
+
+
+rule network:
+    input:
+        raw_sheets(),
+    output:
+        json="results/networks/{network_id}.json",
+    params:
+        digest=lambda wc: NETWORK_DIGESTS[wc.network_id],
+    conda:
+        "../envs/tpsynth.yaml"
+    log:
+        "logs/network/{network_id}.log",
+    wildcard_constraints:
+        network_id="[A-Za-z0-9_.-]+",
+    script:
+        "../../scripts/network.py"
+
+
+rule network_tables:
+    input:
+        networks=expand("results/networks/{network_id}.json", network_id=NETWORKS),
+    output:
+        estimates="results/network_estimates.csv",
+        fit="results/network_fit.csv",
+        ranks="results/network_ranks.csv",
+    conda:
+        "../envs/tpsynth.yaml"
+    log:
+        "logs/network_tables.log",
+    script:
+        "../../scripts/network_tables.py"
+
+
+rule network_figures:
+    input:
+        json="results/networks/{network_id}.json",
+        code=package_files("figures"),
+    output:
+        graph_png=report(
+            "results/figures/network_graph_{network_id}.png",
+            caption="../report/network_graph.rst",
+            category="Network meta-analysis",
+            subcategory="{network_id}",
+        ),
+        graph_svg="results/figures/network_graph_{network_id}.svg",
+        graph_pdf="results/figures/network_graph_{network_id}.pdf",
+        forest_png=report(
+            "results/figures/network_forest_{network_id}.png",
+            caption="../report/network_forest.rst",
+            category="Network meta-analysis",
+            subcategory="{network_id}",
+        ),
+        forest_svg="results/figures/network_forest_{network_id}.svg",
+        forest_pdf="results/figures/network_forest_{network_id}.pdf",
+        league_png=report(
+            "results/figures/league_{network_id}.png",
+            caption="../report/league.rst",
+            category="Network meta-analysis",
+            subcategory="{network_id}",
+        ),
+        league_svg="results/figures/league_{network_id}.svg",
+        league_pdf="results/figures/league_{network_id}.pdf",
+    conda:
+        "../envs/tpsynth.yaml"
+    log:
+        "logs/network_figures/{network_id}.log",
+    wildcard_constraints:
+        network_id="[A-Za-z0-9_.-]+",
+    script:
+        "../../scripts/network_figures.py"
