@@ -14,6 +14,9 @@ ids = list(snakemake.params.analysis_ids)
 figures = {"summary": inp.summary}
 figures.update({f"forest_{a}": p for a, p in zip(ids, inp.forest, strict=True)})
 figures.update({f"funnel_{a}": p for a, p in zip(ids, inp.funnel, strict=True)})
+nets = list(snakemake.params.network_ids)
+for kind in ("network_graph", "network_forest", "league"):
+    figures.update({f"{kind}_{n}": p for n, p in zip(nets, inp[kind], strict=True)})
 
 html = build_report(
     analysis_paths=list(inp.analyses),
@@ -26,6 +29,7 @@ html = build_report(
     figure_paths=figures,
     basedir=str(Path(snakemake.scriptdir).parent),  # the workflow's directory (git commit, date)
     source_date_epoch=os.environ.get("SOURCE_DATE_EPOCH"),
+    network_paths=list(inp.networks),
 )
 with open(snakemake.output[0], "w", encoding="utf-8", newline="\n") as f:
     f.write(html)

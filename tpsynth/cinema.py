@@ -81,9 +81,12 @@ def _within_study_bias(contrib: dict, info: dict, rules: dict):
         level = max(s for s, v in shares.items() if v > 0)
     else:
         level = int(math.floor(sum(s * v for s, v in shares.items()) + 0.5))
-    what = f"{100 * shares[3]:.0f}% of the contribution from high risk-of-bias studies, {100 * shares[2]:.0f}% some concerns, {100 * shares[1]:.0f}% low"
+    na_level = 3 if rules["not_assessed_counts_as_risk"] else 2
+    parts = [(f"{100 * (shares[lvl] - (na if lvl == na_level else 0)):.0f}% {name}")
+             for lvl, name in ((3, "high"), (2, "some concerns"), (1, "low"))]
     if na:
-        what += f" (risk of bias not assessed for {100 * na:.0f}%, counted as {'high' if rules['not_assessed_counts_as_risk'] else 'some concerns'})"
+        parts.append(f"{100 * na:.0f}% not assessed (counted as {'high' if na_level == 3 else 'some concerns'})")
+    what = "contribution from studies at " + ", ".join(parts)
     return level - 1, f"{rule} risk of bias weighted by contribution: {what}"
 
 

@@ -158,6 +158,7 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
         "outcome_label": outcome.get("label", settings["outcome"]), "higher_is_better": hib,
         "measure": settings["measure"], "method": settings["method"], "level": settings["level"],
         "timepoint_weeks": list(settings["timepoint_weeks"]), "nodes": data.nodes, "reference": settings["reference"],
+        "node_codes": {nd: list(codes) for nd, codes in settings["nodes"].items()},
         "mid": _f(mid), "mid_source": mid_source,
         "nodes_without_studies": [nd for nd in data.nodes if not any(nd in p for p in parts)],
         "unassigned_codes": data.unassigned_codes, "excluded": data.excluded, "flow": data.flow,

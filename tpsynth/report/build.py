@@ -31,6 +31,7 @@ from markupsafe import Markup, escape
 from ..certainty import rules_from_config
 from ..config import analysis_settings
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
+from .network import network_sections
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
@@ -735,15 +736,19 @@ def build_context(
     figures: dict[str, str | None],
     prov: dict,
     shipped_note: bool = False,
+    networks: list[dict] | None = None,
 ) -> dict:
     """Everything the template shows. ``figures`` maps 'summary', 'forest_ID', 'funnel_ID' to data URIs."""
     analyses = sorted(analyses, key=lambda a: a["analysis_id"])
     flow = dataflow_summary(flow_rows, analyses)
     sections = [analysis_section(a, figures) for a in analyses]
+    net_sections = network_sections(networks or [], figures)
     toc = [
         {"id": "key-findings", "title": "1. Key findings for clinicians", "children": []},
         {"id": "evidence-base", "title": "2. The evidence base", "children": []},
         {"id": "analyses", "title": "3. Analyses", "children": [{"id": s["anchor"], "title": s["title"]} for s in sections]},
+        *([{"id": "networks", "title": "3b. Which treatment? Network meta-analyses",
+             "children": [{"id": n["anchor"], "title": n["title"]} for n in net_sections]}] if net_sections else []),
         {"id": "methods", "title": "4. Methods", "children": []},
         {"id": "provenance", "title": "5. Provenance", "children": []},
         {"id": "limitations", "title": "6. Limitations", "children": []},
@@ -760,6 +765,7 @@ def build_context(
         "provenance": prov,
         "limitations": limitations(analyses, studies, flow, shipped_note, config),
         "target": (config.get("target") or {}).get("label"),
+        "networks": net_sections,
     }
 
 
@@ -821,6 +827,7 @@ def build_report(
     figure_paths: dict[str, str | None] | None = None,
     basedir: str | None = None,
     source_date_epoch: str | None = None,
+    network_paths: list[str] | None = None,
 ) -> str:
     """Read every input and return the report's HTML."""
     from ..validate import load_sheets
@@ -832,11 +839,12 @@ def build_report(
     figures = {k: data_uri(v) for k, v in sorted((figure_paths or {}).items())}
     inputs = [(_display(p), p) for p in sheet_paths.values()] + [(_display(p), p) for p in config_paths]
     results = [(_display(p), p) for p in [dataflow_path, arms_path, *([pooled_path] if pooled_path else []),
-                                          *sorted(analysis_paths)]]  # fmt: skip
+                                          *sorted(analysis_paths), *sorted(network_paths or [])]]  # fmt: skip
     prov = provenance(inputs, results, basedir, source_date_epoch)
     ctx = build_context(
         analyses=analyses, config=config, studies=sheets.studies, outcomes=sheets.outcomes,
         contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=read_csv(arms_path), figures=figures,
         prov=prov, shipped_note=is_shipped_evidence(sheet_paths["studies"]),
+        networks=[json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(network_paths or [])],
     )  # fmt: skip
     return render(ctx)

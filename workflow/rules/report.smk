@@ -16,6 +16,10 @@ rule report:
         forest=expand("results/figures/forest_{analysis_id}.png", analysis_id=ANALYSES),
         funnel=expand("results/figures/funnel_{analysis_id}.png", analysis_id=ANALYSES),
         summary="results/figures/summary.png",
+        networks=expand("results/networks/{network_id}.json", network_id=NETWORKS),
+        network_graph=expand("results/figures/network_graph_{network_id}.png", network_id=NETWORKS),
+        network_forest=expand("results/figures/network_forest_{network_id}.png", network_id=NETWORKS),
+        league=expand("results/figures/league_{network_id}.png", network_id=NETWORKS),
         code=package_files("report"),
         templates=sorted(glob.glob(os.path.join(workflow.basedir, "tpsynth/report/templates/*"))),
         # a README beside the sheets says how the evidence was assembled (read for the limitations)
@@ -29,6 +33,7 @@ rule report:
         ),
     params:
         analysis_ids=ANALYSES,
+        network_ids=NETWORKS,
         sheets=SHEETS,
     conda:
         "../envs/tpsynth.yaml"
