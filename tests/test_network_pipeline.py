@@ -139,6 +139,28 @@ def test_figures_are_byte_identical(net_config, tmp_path):
             assert p.read_bytes() == q.read_bytes(), p.name
 
 
+def test_report_section(net_config):
+    from tpsynth.report.build import environment
+    from tpsynth.report.network import network_section
+
+    config, sheets, arms = net_config
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    sec = network_section(r, {})
+    html = environment().get_template("network.html.j2").render(networks=[sec])
+    assert 'id="network-pain_net"' in html and "Which treatment?" in html
+    part = sec["parts"][0]
+    assert len(part["comparisons"]) == 6 and [x["treatment"] for x in part["ranks"]][0] in part["treatments"]
+    top_conf = {p["confidence"] for p in r["parts"][0]["pairs"] if p["treatment"] == part["ranks"][0]["treatment"]}
+    if top_conf & {"low", "very low"}:
+        assert "A ranking is not evidence of benefit" in " ".join(part["plain"])
+    assert any("transitivity" in c for c in sec["caveats"])
+    # a node without trials is named as unconnected
+    r2 = copy.deepcopy(r)
+    r2["nodes_without_studies"] = ["Manual"]
+    assert any("Not connected" in c and "Manual" in c for c in network_section(r2, {})["caveats"])
+
+
+@pytest.mark.pipeline
 def test_snakemake_stage(tmp_path):
     wd = tmp_path / "wd"
     shutil.copytree(FIXTURE, wd)
@@ -157,3 +179,8 @@ def test_snakemake_stage(tmp_path):
     rerun = subprocess.run([*cmd, "--forceall"], capture_output=True, text=True, env=dict(os.environ))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert first == {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in targets + figs}
+    report = subprocess.run([*cmd[:-len(targets) - len(figs)], "results/report.html"], capture_output=True, text=True,
+                            env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000"))  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (wd / "results/report.html").read_text(encoding="utf-8")
+    assert 'id="network-pain_net"' in html and html.count("data:image/png;base64,") >= 3
