@@ -166,6 +166,7 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
                      "n": b.n, "source": b.info.get("source"), "timepoint_weeks": b.info.get("timepoint_weeks"),
                      "instrument": b.info.get("instrument"), "rob_overall": b.info.get("rob_overall"),
                      "region": b.info.get("region"), "notes": b.info.get("notes", []),
+                     "arms": b.info.get("arms"), "contrast": b.info.get("contrast"),
                      "part": next(i + 1 for i, p in enumerate(parts) if b.nodes[0] in p)} for b in data.blocks],
         "parts": out_parts,
         "confidence_rules": rules,

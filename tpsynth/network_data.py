@@ -83,7 +83,7 @@ def _block_from_arm_rows(sid, sel, order, node, measure, outcome_cfg, info):
     if not dichotomous and any(not a["sd"] or a["sd"] <= 0 or a["n"] <= 1 for a in arms):
         return None, "an arm has no positive SD or fewer than two participants"
     info = dict(info, source="arms", timepoint_weeks=a0["timepoint_weeks"], instrument=a0["instrument"],
-                notes=notes, sd_ref=sd_ref, derived=any(a.get("derived") for a in sel),
+                notes=notes, sd_ref=sd_ref, arms=dict(zip(nodes, arms, strict=True)), derived=any(a.get("derived") for a in sel),
                 low_confidence=any((a.get("extraction_confidence") or "").lower() == "low" for a in sel))  # fmt: skip
     block = block_from_arms(sid, nodes, arms, measure, info)
     if block is None:
@@ -192,6 +192,8 @@ def build_network_data(network: dict, arms: list[dict], contrasts: list[dict], s
                     chosen = block_from_contrast(sid, first, second, est, eff.vi,
                                                  n={k: float(v) for k, v in n.items() if v is not None},
                                                  info=dict(info, source="contrast", timepoint_weeks=t, notes=eff.notes,
+                                                           contrast={"first": first, "second": second,
+                                                                     "estimate": est, "variance": eff.vi},
                                                            instrument=eff.instrument, derived=True,
                                                            low_confidence=eff.low_confidence))  # fmt: skip
                     used = {("contrasts", r["_line"])}
