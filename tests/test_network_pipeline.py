@@ -160,6 +160,24 @@ def test_report_section(net_config):
     assert any("Not connected" in c and "Manual" in c for c in network_section(r2, {})["caveats"])
 
 
+def test_figures_draw_node_names_as_plain_text(net_config, tmp_path):
+    import matplotlib
+    from matplotlib.text import Text
+
+    config, sheets, arms = net_config
+    config["networks"]["pain_net"]["nodes"] = {"Needling $x^$": ["dn"], "Manual": ["ic"], "US$50 sham": ["sham"],
+                                               "Usual care": ["usual"]}  # fmt: skip
+    config["networks"]["pain_net"]["title"] = r"$\frac{}{}$ network"
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    with matplotlib.rc_context({"text.parse_math": True}):
+        for build in (network_graph_figure, network_forest_figure, league_figure):
+            fig = build(r)
+            texts = [t for t in fig.findobj(Text) if t.get_text()]
+            assert texts and not any(t.get_parse_math() for t in texts)
+            save_all(fig, tmp_path / build.__name__, ("png",))
+            assert any("$" in t.get_text() for t in texts)
+
+
 @pytest.mark.pipeline
 def test_snakemake_stage(tmp_path):
     wd = tmp_path / "wd"

@@ -8,7 +8,7 @@ import math
 
 from matplotlib.patches import Circle, Rectangle
 
-from .common import DASH, DIAMOND, GREY, MEASURE_NAMES, fmt, isnum, new_figure, wrap
+from .common import DASH, DIAMOND, GREY, MEASURE_NAMES, fmt, isnum, new_figure, styled, wrap
 
 __all__ = ["league_figure", "network_forest_figure", "network_graph_figure"]
 
@@ -32,6 +32,7 @@ def _est_text(est, lo, hi, ratio):
     return f"{fmt(_disp(est, ratio), d)} ({fmt(_disp(lo, ratio), d)} to {fmt(_disp(hi, ratio), d)})"
 
 
+@styled
 def network_graph_figure(result: dict):
     """Nodes on a circle in config order; area proportional to participants, edge width to trials."""
     nodes = result["nodes"]
@@ -79,6 +80,7 @@ def network_graph_figure(result: dict):
     return fig
 
 
+@styled
 def network_forest_figure(result: dict):
     """Every treatment against each part's reference: network, direct and indirect estimates."""
     ratio = _ratio(result)
@@ -148,6 +150,7 @@ def network_forest_figure(result: dict):
     return fig
 
 
+@styled
 def league_figure(result: dict):
     """League table per part: below the diagonal the network estimate of the row vs the column treatment
     (cell colour: confidence), above it the direct estimate of the row vs the column treatment."""
