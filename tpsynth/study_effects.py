@@ -4,6 +4,8 @@ Selection rules (documented in config/README.md):
 
 * Arms: the analysis's ``outcome``; intervention arms are those whose code is in the analysis's
   ``intervention`` list, comparator arms those in ``comparator``.
+* Studies: randomised studies only unless ``randomised_only: false``; with ``where:`` only studies
+  whose studies.csv columns hold the listed values (:mod:`tpsynth.selection`).
 * Timepoint: among timepoints inside ``timepoint_weeks`` (inclusive) at which the study has both
   sides (or a reported contrast), the latest (``timepoint_rule: latest``, default) or earliest.
   At that timepoint arm-level data are preferred to a reported contrast.
@@ -31,6 +33,7 @@ from scipy.special import ndtri
 
 from . import effect_sizes as es
 from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
+from .selection import excluded_reason
 from .validate import Reason
 
 
@@ -271,6 +274,13 @@ def build_study_effects(analysis: dict, arms: list[dict], contrasts: list[dict],
                 note("outcomes", a["line"], "not_used", nonrand)
             for r in cons:
                 note("contrasts", r["_line"], "not_used", nonrand)
+            continue
+        outside = excluded_reason(study, analysis.get("where"))
+        if outside:
+            for a in rows:
+                note("outcomes", a["line"], "not_used", outside)
+            for r in cons:
+                note("contrasts", r["_line"], "not_used", outside)
             continue
         # candidate (timepoint, instrument, value_type) sets with both sides
         options = []

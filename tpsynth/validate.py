@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .measures import RATIO_MEASURES
+from .selection import value_key, where_items
 from .sheets import ColumnSpec, NotCSVError, SheetSpec, read_raw_table, sheet_spec
 
 TRUE = {"true", "yes", "1"}
@@ -487,9 +488,41 @@ def validate_sheets(
             _check_codes(contrasts, sheets.contrasts, "outcome", declared_out, "outcomes", problems, config_path)
             if sheets.studies:
                 _check_study_refs(contrasts, sheets.contrasts, study_lines, studies, problems)
+    if sheets.studies:
+        _check_study_columns(config, sheets, studies, config_path, problems)
     order = {studies: 0, outcomes: 1, contrasts: 2}
     problems.sort(key=lambda p: (order.get(p.file, 3), p.line or 0))
     return sheets, problems
+
+
+def _check_study_columns(config, sheets, studies_path, config_path, problems):
+    """Each analysis's ``subgroup`` and ``where`` name columns of studies.csv, and ``where`` values that occur."""
+    columns = list(sheet_spec("studies").columns) + list(sheets.extra_study_columns)
+
+    def unknown(key, col):
+        near = difflib.get_close_matches(col, columns, n=1, cutoff=0.6)
+        hint = f"did you mean {near[0]!r}?" if near else f"its columns are {', '.join(columns)}"
+        problems.append(Problem(config_path, None, None, f"key {key}: {col!r} is not a column of {studies_path}; {hint}"))
+
+    for aid, a in (config.get("analyses") or {}).items():
+        if a.get("subgroup") and a["subgroup"] not in columns:
+            unknown(f"analyses.{aid}.subgroup", a["subgroup"])
+        for col, vals in where_items(a.get("where")):
+            if col not in columns:
+                unknown(f"analyses.{aid}.where", col)
+                continue
+            present = sorted({value_key(s.get(col)) for s in sheets.studies} - {None})
+            shown = ", ".join(present[:12]) + (", ..." if len(present) > 12 else "")
+            for v in vals:
+                k = value_key(v)
+                if k in present:
+                    continue
+                near = difflib.get_close_matches(k or "", present, n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}?" if near else f"values found: {shown or 'none'}"
+                problems.append(Problem(
+                    config_path, None, None,
+                    f"key analyses.{aid}.where.{col}: no study in {studies_path} has {col} {k!r}; {hint}",
+                ))  # fmt: skip
 
 
 def _check_study_refs(path, rows, study_lines, studies_path, problems):
