@@ -87,3 +87,41 @@ def test_tau2_upper_bound_at_search_limit_is_flagged():
     assert "search limit 100" in capped["notes"][-1]
     free = _pooled_dict(pooling.pool(np.array([0.0, 0.3, 0.5]), np.array([0.04, 0.05, 0.06]), method="REML", ci="hksj"))
     assert free["tau2_ci_capped"] is False
+
+
+def test_bayes_wiring(base):
+    """The analysis's Bayesian result is tpsynth.bayes on its own study effects, with the auto prior
+    (Rhodes 2015 scaled by the median comparator SD for MD), benefit in the outcome's direction and
+    the MID on the analysis scale; prior sensitivity has half and twice the half-normal scale + REML."""
+    from tpsynth import bayes
+
+    res = run(base, "pain_md")
+    b = res["bayes"]
+    yi = [s["yi"] for s in res["studies"]]
+    vi = [s["vi"] for s in res["studies"]]
+    sd = res["caveats"]["representative_sd"]
+    prior = bayes.auto_tau_prior("MD", "pain", ["needling", "manual"], ["sham", "control"], comparator_sd=sd)
+    assert b["tau_prior"] == prior.label and prior.params[0] == round(-3.02 + 2 * np.log(sd), 4)
+    ref = bayes.bayes_meta(yi, vi, prior, benefit="lower", mid=1.5)  # pain: lower is better, MID 1.5 points
+    assert b["estimate"] == ref.estimate and b["prob_important_benefit"] == ref.prob_important_benefit
+    assert b["mid"] == 1.5 and b["headline"] is True  # k = 4 < headline_below_k = 5
+    kinds = [s["kind"] for s in res["bayes_sensitivity"]]
+    assert kinds[:2] == ["half-normal, half the scale", "half-normal, twice the scale"]
+    scale = prior.quantile(0.5) / 0.6744897501960817
+    assert res["bayes_sensitivity"][0]["prior"] == f"half_normal({float(f'{scale / 2:.4g}')!r})"
+    reml = pooling.pool(np.array(yi), np.array(vi), method="REML", ci="wald")
+    assert res["bayes_sensitivity"][2]["estimate"] == reml.estimate
+    # the responder outcome has no MID of its own: ratio measures use certainty.ratio_threshold
+    rr = run(base, "resp_rr")["bayes"]
+    assert rr["mid"] == pytest.approx(np.log(1.25)) and rr["tau_prior"].startswith("lognormal_tau2(")
+    # SMD without a representative SD has no MID on its scale: P(important benefit) blank
+    smd = run(base, "pain_smd", bayes={"tau_prior": "half_normal(0.5)"})
+    assert smd["bayes"]["tau_prior"] == "half_normal(0.5)"
+    assert (smd["bayes"]["mid"] is None) == (smd["bayes"]["prob_important_benefit"] is None)
+
+
+def test_bayes_k1_and_k0(base):
+    one = run(base, "pain_md", timepoint_weeks=[3, 5])
+    assert one["bayes"] is None and one["bayes_note"].startswith("one trial")
+    none = run(base, "pain_md", timepoint_weeks=[100, 200])
+    assert none["bayes"] is None and none["bayes_note"] == "no usable study"

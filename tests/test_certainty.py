@@ -107,3 +107,16 @@ def test_imprecision_without_ois_counts_small_sample_and_null():
         "imprecision (-2): the CI includes no effect; only 120 participants (optimal information size not computable)"
     ]
     assert level == "low"
+
+
+def test_imprecision_judged_on_the_given_interval():
+    """With a credible interval given (k below bayes.headline_below_k) imprecision judges it, by name."""
+    res = make_result(yi_ci=(0.1, -2.0, 2.2), n=10)
+    c = compute_caveats(res, DEFAULT_RULES, None)
+    level, reasons = grade(res, c, DEFAULT_RULES, interval=(-1.9, -0.2, "the 95% credible interval"))
+    assert reasons == ["imprecision (-1): 80 participants, below the optimal information size of 126"]
+    level, reasons = grade(res, c, DEFAULT_RULES, interval=(-1.5, 1.2, "the 95% credible interval"))
+    assert reasons == [
+        "imprecision (-2): the 95% credible interval includes no effect; 80 participants, below the optimal "
+        "information size of 126; the 95% credible interval includes both important benefit and important harm"
+    ]

@@ -84,3 +84,24 @@ def test_cli_reports_config_errors_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "tpsynth", "validate", "--config", str(path)], capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip() == f"{path}: key defaults.ci: 'knha' is not one of ['wald', 'hksj', 'hksj_adhoc']"
+
+
+def test_bayes_settings_merge_and_bad_priors():
+    """bayes: built-in defaults, then defaults.bayes, then the analysis's own, key by key; a prior
+    that cannot be read is named by its key."""
+    cfg = copy.deepcopy(RAW)
+    cfg.setdefault("defaults", {})["bayes"] = {"mu_prior": "normal(0, 4)"}
+    cfg["analyses"]["resp_rr"]["bayes"] = {"tau_prior": "half_normal(0.5)"}
+    cfg = validate_config(cfg)
+    assert analysis_settings(cfg, "resp_rr")["bayes"] == {
+        "tau_prior": "half_normal(0.5)", "mu_prior": "normal(0, 4)", "headline_below_k": 5}
+    assert analysis_settings(cfg, "pain_md")["bayes"]["tau_prior"] == "auto"
+    bad = copy.deepcopy(RAW)
+    bad["analyses"]["resp_rr"]["bayes"] = {"tau_prior": "half_normal(-1)", "mu_prior": "normal(0)"}
+    bad["analyses"]["pain_md"]["bayes"] = {"tau_prior": "gamma(2, 1)"}
+    msgs = errors(bad)
+    assert msgs[0].startswith("config/config.yaml: key analyses.pain_md.bayes.tau_prior: unknown tau prior 'gamma(2, 1)'")
+    assert msgs[1] == "config/config.yaml: key analyses.resp_rr.bayes.tau_prior: half_normal: scale must be > 0 (got -1)"
+    assert msgs[2].startswith("config/config.yaml: key analyses.resp_rr.bayes.mu_prior: unknown mu prior 'normal(0)'")
+    bad["analyses"]["pain_md"]["bayes"] = {"headline_below_k": 0}
+    assert any("analyses.pain_md.bayes.headline_below_k" in m for m in errors(bad))

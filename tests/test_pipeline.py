@@ -21,7 +21,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 
 RESULT_FILES = [
     "results/pooled.csv", "results/study_effects.csv", "results/subgroups.csv", "results/sensitivity.csv",
-    "results/small_study.csv", "data/processed/effects.csv", "data/processed/dataflow.csv", "data/processed/arms.csv",
+    "results/small_study.csv", "results/bayes.csv", "results/bayes_sensitivity.csv", "results/bayes_studies.csv",
+    "data/processed/effects.csv", "data/processed/dataflow.csv", "data/processed/arms.csv",
     "results/analyses/pain_smd.json", "results/analyses/pain_md.json", "results/analyses/resp_rr.json",
 ]  # fmt: skip
 
@@ -82,6 +83,32 @@ def test_every_raw_row_has_one_final_state(run_once):
     assert by_line[("outcomes", "19")]["reason"] == "unusable as extracted: SD not reported"
     assert "non-randomised" in by_line[("outcomes", "17")]["reason"]
     assert "drop00" in by_line[("outcomes", "11")]["reason"]
+
+
+def test_bayes_table_contract(run_once):
+    """results/bayes.csv: exactly the issue-9 columns, one row per analysis with k >= 2, priors in
+    the config's syntax, P(important benefit) blank exactly when the MID is."""
+    wd, _ = run_once
+    text = (wd / "results/bayes.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert text.splitlines()[0] == (
+        "analysis_id,k,tau_prior,mu_prior,estimate,mean,sd,ci_low,ci_high,hdi_low,hdi_high,pi_low,pi_high,"
+        "tau_median,tau_ci_low,tau_ci_high,prob_benefit,prob_important_benefit,mid"
+    )
+    pooled = {r["analysis_id"]: r for r in csv.DictReader((wd / "results/pooled.csv").open())}
+    assert [r["analysis_id"] for r in rows] == [a for a, r in pooled.items() if int(r["k"]) >= 2]
+    for r in rows:
+        assert re.fullmatch(r"(half_normal|half_cauchy|lognormal_tau2|log_t_tau2|uniform)\(.*\)", r["tau_prior"]), r
+        assert r["mu_prior"] == "flat"
+        assert float(r["ci_low"]) < float(r["estimate"]) < float(r["ci_high"])
+        assert float(r["pi_low"]) <= float(r["ci_low"]) and float(r["ci_high"]) <= float(r["pi_high"])
+        assert float(r["hdi_high"]) - float(r["hdi_low"]) <= float(r["ci_high"]) - float(r["ci_low"]) + 1e-12
+        assert 0 <= float(r["prob_benefit"]) <= 1
+        assert (r["mid"] == "") == (r["prob_important_benefit"] == "")
+    sens = list(csv.DictReader((wd / "results/bayes_sensitivity.csv").open()))
+    for r in rows:
+        kinds = [s["kind"] for s in sens if s["analysis_id"] == r["analysis_id"]]
+        assert kinds[0] == "main" and len(kinds) == 4 and kinds[3].startswith("frequentist REML"), kinds
 
 
 def test_pooled_table_contract(run_once):

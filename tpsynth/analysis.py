@@ -119,7 +119,7 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         out["small_study"] = {"k": 0, "skipped_reason": "no studies"}
         out["pooled"]["n_participants"] = 0
         out["pooled"]["measure"] = analysis["measure"]
-        _add_certainty(out, config)
+        _add_certainty(out, config, analysis, yi, vi)
         return out
     pooled, weights = _fit(yi, vi, analysis)
     pooled["n_participants"] = n_total
@@ -193,19 +193,102 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
     out["sensitivity"] = sens
 
     out["small_study"] = _small_study(yi, vi, analysis)
-    _add_certainty(out, config)
+    _add_certainty(out, config, analysis, yi, vi)
     return out
 
 
-def _add_certainty(out: dict, config: dict) -> None:
-    """Caveats, GRADE rating and plain-language statement (tpsynth.certainty) into the result."""
+HALF_NORMAL_MEDIAN = 0.6744897501960817  # median of half-normal(1) = Phi^-1(0.75)
+
+
+def _bayes_summary(post, benefit, mid, level, study_ids) -> dict:
+    from . import bayes
+
+    d = bayes.summarise(post, level=level, benefit=benefit, mid=mid, study_ids=study_ids).as_dict()
+    return {k: (_f(v) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def _add_bayes(out: dict, analysis: dict, config: dict, yi, vi) -> None:
+    """Bayesian random-effects result (tpsynth.bayes) and its prior sensitivity, into the result.
+
+    ``out["bayes"]`` holds the summaries of the output contract (results/bayes.csv) or, for k < 2,
+    ``None`` with ``out["bayes_note"]`` saying why; ``out["bayes_sensitivity"]`` the same analysis under
+    half-normal priors with half and twice the scale (the prior's own scale for a half-normal prior,
+    otherwise that of the half-normal with the same median) and the frequentist REML result.
+    """
+    from . import bayes
+
+    settings = analysis["bayes"]
+    k = len(yi)
+    out["bayes"], out["bayes_sensitivity"] = None, []
+    if k == 0:
+        out["bayes_note"] = "no usable study"
+        return
+    if k == 1:
+        out["bayes_note"] = "one trial: its own estimate is reported, not pooled"
+        return
+    outcome = out["outcome"]
+    measure = analysis["measure"]
+    caveats = out["caveats"]
+    mid = caveats["mid_on_analysis_scale"]
+    benefit = "higher" if outcome.get("higher_is_better") else "lower"
+    classes = {side: [config["interventions"][c].get("class", "") for c in analysis[side]]
+               for side in ("intervention", "comparator")}  # fmt: skip
+    try:
+        if settings["tau_prior"] == "auto":
+            tau_prior = bayes.auto_tau_prior(measure, analysis["outcome"], classes["intervention"], classes["comparator"],
+                                             comparator_sd=caveats["representative_sd"])  # fmt: skip
+        else:
+            tau_prior = bayes.parse_tau_prior(settings["tau_prior"])
+    except bayes.PriorError as err:
+        out["bayes_note"] = f"not computed: {err}"
+        return
+    mu_prior = bayes.parse_mu_prior(settings["mu_prior"])
+    level = analysis["level"]
+    ids = [r["study_id"] for r in out["studies"]]
+    res = _bayes_summary(bayes.posterior(yi, vi, tau_prior, mu_prior), benefit, mid, level, ids)
+    res["headline_below_k"] = settings["headline_below_k"]
+    res["headline"] = k < settings["headline_below_k"]
+    out["bayes"] = res
+    out["bayes_note"] = None
+    if tau_prior.family == "half_normal":
+        scale = tau_prior.params[0]
+    else:
+        scale = tau_prior.quantile(0.5) / HALF_NORMAL_MEDIAN
+    sens = []
+    for factor in (0.5, 2.0):
+        p = bayes.TauPrior("half_normal", (float(f"{scale * factor:.4g}"),))
+        r = _bayes_summary(bayes.posterior(yi, vi, p, mu_prior), benefit, mid, level, ids)
+        sens.append({"prior": p.label, "kind": f"half-normal, {'half' if factor < 1 else 'twice'} the scale",
+                     **{key: r[key] for key in ("estimate", "ci_low", "ci_high", "tau_median", "prob_benefit",
+                                                "prob_important_benefit")}})  # fmt: skip
+    reml = pooling.pool(np.asarray(yi), np.asarray(vi), method="REML", ci=analysis["ci"], level=level)
+    sens.append({"prior": "none", "kind": f"frequentist REML ({reml.ci_method} CI)", "estimate": _f(reml.estimate),
+                 "ci_low": _f(reml.ci_low), "ci_high": _f(reml.ci_high), "tau_median": _f(math.sqrt(reml.tau2)),
+                 "prob_benefit": None, "prob_important_benefit": None})  # fmt: skip
+    out["bayes_sensitivity"] = sens
+
+
+def _add_certainty(out: dict, config: dict, analysis: dict, yi, vi) -> None:
+    """Caveats, the Bayesian analysis, GRADE rating and plain-language statement into the result.
+
+    Below ``bayes.headline_below_k`` studies imprecision is judged on the Bayesian credible
+    interval, otherwise on the confidence interval; ``out["imprecision_judged_on"]`` says which.
+    """
     from . import certainty
 
     rules = certainty.rules_from_config(config)
     target = (config.get("target") or {}).get("regions")
     c = certainty.compute_caveats(out, rules, target)
-    level, reasons = certainty.grade(out, c, rules)
     out["caveats"] = {f: getattr(c, f) for f in c.__dataclass_fields__}
+    _add_bayes(out, analysis, config, yi, vi)
+    b = out["bayes"]
+    interval = None
+    if b and b["headline"]:
+        interval = (b["ci_low"], b["ci_high"], f"the {analysis['level']:.0%} credible interval")
+        out["imprecision_judged_on"] = f"the Bayesian {analysis['level']:.0%} credible interval (k < {b['headline_below_k']})"
+    else:
+        out["imprecision_judged_on"] = f"the {analysis['level']:.0%} confidence interval" if c.k else None
+    level, reasons = certainty.grade(out, c, rules, interval=interval)
     out["caveat_sentences"] = certainty.caveat_sentences(out, c)
     out["pooled"].update(
         certainty=level, certainty_reasons="; ".join(reasons) if reasons else "no downgrade",

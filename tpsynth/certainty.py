@@ -149,8 +149,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def grade(result: dict, c: Caveats, rules: dict) -> tuple[str, list[str]]:
-    """Automatic GRADE rating: start high for randomised trials, downgrade per domain with reasons."""
+def grade(result: dict, c: Caveats, rules: dict, interval: tuple[float, float, str] | None = None) -> tuple[str, list[str]]:
+    """Automatic GRADE rating: start high for randomised trials, downgrade per domain with reasons.
+
+    Imprecision is judged on the confidence interval of ``result["pooled"]``, or on ``interval``
+    (``(low, high, name)``, e.g. the Bayesian credible interval when k is below
+    ``bayes.headline_below_k``; config/README.md gives the rule).
+    """
     p = result["pooled"]
     if c.k == 0:
         return "very low", ["no study with usable data"]
@@ -185,9 +190,16 @@ def grade(result: dict, c: Caveats, rules: dict) -> tuple[str, list[str]]:
     # imprecision
     imp = 0
     why = []
-    if c.ci_crosses_null:
+    crosses_null, crosses_mid, name = c.ci_crosses_null, c.ci_crosses_mid, "the CI"
+    lo, hi = p.get("ci_low"), p.get("ci_high")
+    if interval is not None:
+        lo, hi, name = interval
+        m = c.mid_on_analysis_scale
+        crosses_null = bool(lo <= 0 <= hi)
+        crosses_mid = None if m is None else bool(lo < -m < hi or lo < m < hi)
+    if crosses_null:
         imp += 1
-        why.append("the CI includes no effect")
+        why.append(f"{name} includes no effect")
     if c.ois is None:
         if c.k <= 2 or c.n < 400:
             imp += 1
@@ -195,11 +207,11 @@ def grade(result: dict, c: Caveats, rules: dict) -> tuple[str, list[str]]:
     elif c.n < c.ois:
         imp += 1
         why.append(f"{c.n:.0f} participants, below the optimal information size of {c.ois:.0f}")
-    if c.ci_crosses_mid and c.mid_on_analysis_scale and p.get("ci_low") is not None:
+    if crosses_mid and c.mid_on_analysis_scale and lo is not None:
         m = c.mid_on_analysis_scale
-        if p["ci_low"] < -m and p["ci_high"] > m:
+        if lo < -m and hi > m:
             imp = 2
-            why.append("the CI includes both important benefit and important harm")
+            why.append(f"{name} includes both important benefit and important harm")
     imp = min(imp, 2)
     if imp:
         down += imp

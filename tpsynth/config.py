@@ -269,6 +269,7 @@ def validate_config(config: dict, path: str = "config/config.yaml") -> dict:
         if overlap:
             problems.append(f"{path}: key analyses.{aid}: codes on both sides: {', '.join(sorted(overlap))}")
     problems += _network_problems(config, path)
+    problems.extend(_bayes_problems(config, path))
     if problems:
         raise ConfigError("\n".join(problems))
     return config
@@ -309,10 +310,37 @@ def load_config(path: str | Path = "config/config.yaml") -> dict:
     return validate_config(read_config_file(path), str(path))
 
 
+BAYES_DEFAULTS = {"tau_prior": "auto", "mu_prior": "flat", "headline_below_k": 5}
+
+
 def analysis_settings(config: dict, analysis_id: str) -> dict:
-    """The analysis's settings with the config defaults filled in."""
+    """The analysis's settings with the config defaults filled in.
+
+    ``bayes`` is merged key by key: built-in defaults, then ``defaults.bayes``, then the analysis's own.
+    """
     a = dict(config["analyses"][analysis_id])
     for key, value in config["defaults"].items():
         a.setdefault(key, value)
+    a["bayes"] = {**BAYES_DEFAULTS, **(config["defaults"].get("bayes") or {}),
+                  **(config["analyses"][analysis_id].get("bayes") or {})}  # fmt: skip
     a["id"] = analysis_id
     return a
+
+
+def _bayes_problems(config: dict, path: str) -> list[str]:
+    """Priors that cannot be read, as ``FILE: key ...bayes.tau_prior: message``."""
+    from .bayes import PriorError, parse_mu_prior, parse_tau_prior
+
+    places = [("defaults.bayes", (config.get("defaults") or {}).get("bayes"))]
+    places += [(f"analyses.{aid}.bayes", a.get("bayes")) for aid, a in (config.get("analyses") or {}).items()]
+    out = []
+    for where, b in places:
+        for key, parse in (("tau_prior", parse_tau_prior), ("mu_prior", parse_mu_prior)):
+            text = (b or {}).get(key)
+            if text is None or (key == "tau_prior" and text == "auto"):
+                continue
+            try:
+                parse(text)
+            except PriorError as err:
+                out.append(f"{path}: key {where}.{key}: {err}")
+    return out

@@ -23,6 +23,14 @@ STUDY_COLUMNS = ["analysis_id", "study_id", "yi", "vi", "ci_low", "ci_high", "we
 SUBGROUP_COLUMNS = ["analysis_id", "subgroup", "k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2"]
 SENSITIVITY_COLUMNS = ["analysis_id", "kind", "study_id", "k", "estimate", "ci_low", "ci_high", "tau2", "i2"]
 SMALL_STUDY_COLUMNS = ["analysis_id", "k", "egger_stat", "egger_pvalue", "trimfill_k0", "trimfill_estimate", "skipped_reason"]
+BAYES_COLUMNS = [
+    "analysis_id", "k", "tau_prior", "mu_prior", "estimate", "mean", "sd", "ci_low", "ci_high", "hdi_low", "hdi_high",
+    "pi_low", "pi_high", "tau_median", "tau_ci_low", "tau_ci_high", "prob_benefit", "prob_important_benefit", "mid",
+]  # fmt: skip
+BAYES_SENSITIVITY_COLUMNS = [
+    "analysis_id", "kind", "prior", "estimate", "ci_low", "ci_high", "tau_median", "prob_benefit", "prob_important_benefit",
+]  # fmt: skip
+BAYES_STUDY_COLUMNS = ["analysis_id", "study_id", "median", "mean", "sd", "ci_low", "ci_high"]
 EFFECT_COLUMNS = [
     "analysis_id", "study_id", "measure", "yi", "vi", "n_intervention", "n_comparator", "timepoint_weeks",
     "instrument", "source", "derived", "low_confidence", "int_n", "int_mean", "int_sd", "int_events", "cmp_n",
@@ -106,7 +114,8 @@ def read_json(path: str | Path):
 
 def result_tables(results: list[dict]) -> dict[str, list[dict]]:
     """Rows of pooled, study_effects, subgroups, sensitivity, small_study and effects tables."""
-    t: dict[str, list[dict]] = {k: [] for k in ("pooled", "study_effects", "subgroups", "sensitivity", "small_study", "effects")}
+    t: dict[str, list[dict]] = {k: [] for k in ("pooled", "study_effects", "subgroups", "sensitivity", "small_study", "effects",
+                                                "bayes", "bayes_sensitivity", "bayes_studies")}  # fmt: skip
     for res in results:
         aid = res["analysis_id"]
         p = dict(res["pooled"])
@@ -123,6 +132,14 @@ def result_tables(results: list[dict]) -> dict[str, list[dict]]:
         for s in res["sensitivity"]:
             t["sensitivity"].append({"analysis_id": aid, **s})
         t["small_study"].append({"analysis_id": aid, **res["small_study"]})
+        b = res.get("bayes")
+        if b:  # analyses with k >= 2 only
+            t["bayes"].append({"analysis_id": aid, **b})
+            t["bayes_sensitivity"].append({"analysis_id": aid, "kind": "main", "prior": b["tau_prior"], **b})
+            for r in res.get("bayes_sensitivity") or []:
+                t["bayes_sensitivity"].append({"analysis_id": aid, **r})
+            for r in b["studies"]:
+                t["bayes_studies"].append({"analysis_id": aid, **r})
     return t
 
 

@@ -31,6 +31,9 @@ rule collect:
         subgroups="results/subgroups.csv",
         sensitivity="results/sensitivity.csv",
         small_study="results/small_study.csv",
+        bayes="results/bayes.csv",
+        bayes_sensitivity="results/bayes_sensitivity.csv",
+        bayes_studies="results/bayes_studies.csv",
         effects="data/processed/effects.csv",
         dataflow="data/processed/dataflow.csv",
     conda:
