@@ -101,6 +101,28 @@ def test_disconnected_parts_are_not_compared(net_config):
     assert len(pairs) == 4
 
 
+def test_empty_and_single_trial_networks(net_config, tmp_path):
+    from tpsynth.report.build import environment
+    from tpsynth.report.network import network_section
+
+    config, sheets, arms = net_config
+    net = config["networks"]["pain_net"]
+    net["timepoint_weeks"] = [100, 200]  # no trial in the window
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    assert r["parts"] == [] and r["nodes_without_studies"] == ["Needling", "Manual", "Sham", "Usual care"]
+    assert network_tables([r]) == {"estimates": [], "fit": [], "ranks": []}
+    for build in (network_graph_figure, network_forest_figure, league_figure):
+        save_all(build(r), tmp_path / build.__name__, ("png",))
+    assert "pain_net" in environment().get_template("network.html.j2").render(networks=[network_section(r, {})])
+    net["timepoint_weeks"] = [1, 1]  # only c2010 (manual vs usual care) and b2005's week-1 arms
+    net["nodes"] = {"Manual": ["ic"], "Usual care": ["usual"]}
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    part = r["parts"][0]
+    assert part["k"] == 1 and part["q_df"] == 0 and part["tau2"] is None
+    assert all(p["pi_low"] is None for p in part["pairs"])
+    assert "not estimable" in part["notes"][0]
+
+
 @pytest.mark.parametrize("change,message", [
     (lambda n: n["nodes"].update({"Sham": ["sham", "dn"]}), "also in node"),
     (lambda n: n.update({"reference": "Placebo"}), "not one of its nodes"),

@@ -96,8 +96,12 @@ def network_forest_figure(result: dict):
             if isnum(p["direct_estimate"]) and isnum(p["indirect_estimate"]) and isnum(p["indirect_se"]) and p["direct_k"]:
                 rows.append(("dir", "  direct", p))
                 rows.append(("ind", "  indirect", p))
-    h = 1.0 + 0.26 * len(rows)
+    h = max(2.0, 1.0 + 0.26 * len(rows))
     fig = new_figure(8.6, h)
+    if not rows:
+        fig.text(0.5, 0.5, "No trial with usable data: nothing to compare.", ha="center", va="center", fontsize=8)
+        fig.text(0.5, 1 - 0.12 / h, wrap(result["title"], 110), ha="center", va="top", fontsize=8.5, weight="bold")
+        return fig
     ax = fig.add_axes((0.33, 0.7 / h, 0.30, 1 - 1.25 / h))
     n = len(rows)
     ax.set_ylim(n - 0.5, -0.6)
