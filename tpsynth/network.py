@@ -288,7 +288,13 @@ def _flow_contributions(h, labels, rows_study, treatments, a, b):
     The hat-matrix row ``h`` is a unit flow from ``b`` to ``a`` over the contrasts (edges
     baseline -> arm). Flows are aggregated per comparison, decomposed into paths (shortest first,
     ties broken by node order), each path's flow is shared equally by its edges, and each edge's
-    share is split among its studies in proportion to ``|h|``.
+    share is split among its studies in proportion to ``|h|``. This is netmeta's
+    ``netcontrib(method = "shortestpath")`` (the algorithm of CINeMA) when every trial has two arms
+    (the aggregated hat matrix is then the sum of the study rows per comparison) up to the choice
+    among equally short paths; a multi-arm trial enters through its contrasts against its first arm,
+    not through all of its pairwise comparisons as in netmeta. Not checked against netmeta itself
+    (netmeta is not installable here): the tests check the defining properties (shares sum to 1;
+    a comparison with only direct evidence is carried by its own trials).
     """
     flow: dict[tuple[str, str], float] = {}
     rows_on: dict[frozenset, list[int]] = {}
