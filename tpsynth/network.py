@@ -72,6 +72,7 @@ from scipy import special
 
 from . import effect_sizes as es
 from .multivariate import MVFit, fit_mv, gls
+from .pooling import pool
 
 __all__ = [
     "MEASURES",
@@ -403,10 +404,9 @@ def fit_network(blocks: list[StudyBlock], treatments: list[str], reference: str 
             direct = [blk.pair(a, b) for blk in blocks if a in blk.nodes and b in blk.nodes]
             d_est = d_se = i_est = i_se = p_split = math.nan
             prop = 0.0
-            if direct:
-                w = np.array([1.0 / (v + tau2) for _, v in direct])
-                d_est = float(np.sum(w * np.array([e for e, _ in direct])) / w.sum())
-                d_se = float(math.sqrt(1.0 / w.sum()))
+            if direct:  # inverse-variance pooling with the network's tau^2 (netmeta: metagen, tau.preset)
+                dr = pool([e for e, _ in direct], [v + tau2 for _, v in direct], method="FE", ci="wald")
+                d_est, d_se = dr.estimate, dr.se
                 prop = se**2 / d_se**2
                 if abs(prop - 1.0) >= TOL_DIRECT:
                     i_est = (est - prop * d_est) / (1 - prop)
