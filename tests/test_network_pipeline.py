@@ -224,3 +224,4 @@ def test_snakemake_stage(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (wd / "results/report.html").read_text(encoding="utf-8")
     assert 'id="network-pain_net"' in html and html.count("data:image/png;base64,") >= 3
+    assert "Which treatment? (network meta-analyses" in html  # answered among the key findings

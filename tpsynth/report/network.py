@@ -150,8 +150,14 @@ def network_section(result: dict, figures: dict) -> dict:
     caveats.append("Each node pools several interventions (listed below) and trials of different body regions; the "
                    "network assumes these are similar enough for indirect comparisons (transitivity), which the data "
                    "cannot prove.")  # fmt: skip
+    if not parts:
+        headline = "no trial with usable data."
+    elif len(parts) == 1:
+        headline = " ".join(parts[0]["plain"])
+    else:
+        headline = " ".join(f"Part {p['part']} ({', '.join(p['treatments'])}): {' '.join(p['plain'])}" for p in parts)
     return {
-        "network_id": nid, "anchor": network_anchor(nid), "title": result["title"], "measure": _MEASURE[m],
+        "network_id": nid, "anchor": network_anchor(nid), "headline": headline, "title": result["title"], "measure": _MEASURE[m],
         "measure_code": m, "method": _METHOD[result["method"]], "level": result["level"], "lead": lead,
         "caveats": caveats, "parts": parts, "mid": result["mid"], "mid_source": result["mid_source"],
         "favours": f"{'higher' if result['higher_is_better'] else 'lower'} values favour the first-named treatment"
