@@ -156,6 +156,8 @@ def network_section(result: dict, figures: dict) -> dict:
         headline = " ".join(parts[0]["plain"])
     else:
         headline = " ".join(f"Part {p['part']} ({', '.join(p['treatments'])}): {' '.join(p['plain'])}" for p in parts)
+    if result["nodes_without_studies"]:
+        headline += f" Not included (no trial with usable data): {', '.join(result['nodes_without_studies'])}."
     return {
         "network_id": nid, "anchor": network_anchor(nid), "headline": headline, "title": result["title"], "measure": _MEASURE[m],
         "measure_code": m, "method": _METHOD[result["method"]], "level": result["level"], "lead": lead,
