@@ -2,20 +2,21 @@
 
 Run from the repository (or any working directory holding config/config.yaml and the sheets):
     snakemake --cores 2
+The tpsynth package must be installed in the environment that runs Snakemake and the jobs
+(`make report` does it: pip install -e . into .venv; conda: workflow/envs/tpsynth.post-deploy.sh).
 """
 
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config, validate
 
 min_version("9.0")
 
-sys.path.insert(0, workflow.basedir)  # the tpsynth package sits beside this file
-
-from tpsynth.config import ConfigError, read_config_file, validate_config  # noqa: E402
-from tpsynth.pipeline import analysis_digest, code_digest, network_digest, package_files, sheet_paths  # noqa: E402
-from tpsynth.validate import format_problems, validate_sheets  # noqa: E402
-from snakemake.utils import update_config  # noqa: E402
+try:
+    from tpsynth.config import ConfigError, read_config_file, validate_config
+    from tpsynth.pipeline import package_files, sheet_paths
+except ImportError as err:
+    sys.exit(f"{err}: install the tpsynth package into this environment first (`pip install -e .`, or `make report`)")
 
 
 # The config is data: it is read here as plain YAML (tpsynth.config.read_config_file: no tags, no YTE
@@ -23,6 +24,8 @@ from snakemake.utils import update_config  # noqa: E402
 # YTE templates. Another config file: `snakemake --config configfile=PATH`. A file given with Snakemake's
 # own --configfile has already been read by Snakemake (YTE included) before this runs; it is read again
 # here through the same checks, so that a template or a typo still stops the run (README.md).
+# Parse time checks only what the graph needs: the config (which analyses, which sheets). The sheets are
+# validated once, by the ingest job, which hands the evidence on to every later job (workflow/rules/ingest.smk).
 _overrides = dict(workflow.config_settings.config)
 CONFIG_PATH = str(_overrides.pop("configfile", "config/config.yaml"))
 try:
@@ -44,15 +47,7 @@ config.update(_config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 SHEETS = sheet_paths(config)
-_sheets, _problems = validate_sheets(
-    SHEETS["studies"], SHEETS["outcomes"], SHEETS.get("contrasts"), config
-)
-if _problems:
-    sys.exit(f"Invalid extraction sheets:\n{format_problems(_problems)}")
-
 ANALYSES = sorted(config["analyses"])
-CODE_DIGEST = code_digest()
-DIGESTS = {a: analysis_digest(config, _sheets, a, CODE_DIGEST) for a in ANALYSES}
 
 
 # The corpus re-analysis (rule corpus, not part of all) runs in config corpus.shards shards.

@@ -1,12 +1,9 @@
 """Snakemake script: pool one shard of the corpus (python -m tpsynth bench-corpus --shard I --shards N)."""
 
-import sys
-from pathlib import Path
+from tpsynth.corpus import bench_corpus, parse_scatteritem
+from tpsynth.pipeline import job_log
 
-sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")  # noqa: SIM115
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # tpsynth, also inside a bare conda env
-
-from tpsynth.corpus import bench_corpus, parse_scatteritem  # noqa: E402
-
-shard, shards = parse_scatteritem(snakemake.wildcards.scatteritem)
-bench_corpus(snakemake.input[0], snakemake.output.pooled, snakemake.output.skipped, shard=shard, shards=shards)
+with job_log(snakemake.log[0]):
+    shard, shards = parse_scatteritem(snakemake.wildcards.scatteritem)
+    out = snakemake.output
+    bench_corpus(snakemake.input[0], out.pooled, out.skipped, shard=shard, shards=shards)

@@ -1,17 +1,13 @@
-"""Snakemake script: validate the sheets and write harmonised arms and the ingest data flow."""
+"""Snakemake script: validate the sheets once; write evidence.json, arms.csv and the changed evidence slices."""
 
 import sys
-from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")  # noqa: SIM115
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # tpsynth, also inside a bare conda env
+from tpsynth.pipeline import job_log, run_ingest
 
-from tpsynth.pipeline import run_ingest  # noqa: E402
-from tpsynth.validate import SheetValidationError  # noqa: E402
-
-try:
-    n_arms, n_rows = run_ingest(snakemake.config, snakemake.output.arms, snakemake.output.flow)
-except SheetValidationError as err:
-    print(err, file=sys.stderr)
-    sys.exit(1)
-print(f"{n_rows} raw rows read; {n_arms} analysable arms written", file=sys.stderr)
+with job_log(snakemake.log[0]):
+    out, params = snakemake.output, snakemake.params
+    n_arms, n_rows, changed = run_ingest(
+        snakemake.config, out.evidence, out.arms, params.slice_dir, params.network_slice_dir
+    )
+    print(f"{n_rows} raw rows read; {n_arms} analysable arms written", file=sys.stderr)
+    print(f"evidence slices changed: {', '.join(changed) or 'none'}", file=sys.stderr)

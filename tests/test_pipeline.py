@@ -140,20 +140,74 @@ def test_rerun_does_nothing_and_is_identical(run_once, tmp_path):
     assert digest(wd2) == digest(wd)
 
 
+def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rules that ran and how often, from Snakemake's "Finished jobid: N (Rule: NAME)" lines."""
+    counts: dict[str, int] = {}
+    for name in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", proc.stdout + proc.stderr):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def edit_row(wd: Path, old: str, new: str) -> None:
+    p = wd / "data/raw/outcomes.csv"
+    text = p.read_text()
+    assert text.count(old) == 1, old
+    p.write_text(text.replace(old, new))
+
+
+RESP_ROW = "c2010,usual,usual,resp,responders,true,1,final,30,,,,,,,,,,,4,"
+
+
 def test_editing_one_study_reruns_only_its_analyses(run_once, tmp_path):
     wd = tmp_path / "wd3"
     shutil.copytree(run_once[0], wd, symlinks=True)
-    p = wd / "data/raw/outcomes.csv"
-    text = p.read_text()
-    old = "c2010,usual,usual,resp,responders,true,1,final,30,,,,,,,,,,,4,"
-    assert old in text
-    p.write_text(text.replace(old, old.replace(",4,", ",5,")))
-    dry = smk(wd, "-n", "--quiet", "rules")
-    assert dry.returncode == 0, dry.stderr
-    out = dry.stdout + dry.stderr
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
-    assert jobs.get("analyse") == "1", out  # only resp_rr reads that row
-    assert "ingest" in jobs and "collect" in jobs
+    edit_row(wd, RESP_ROW, RESP_ROW.replace(",4,", ",5,"))
+    run = smk(wd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = jobs_run(run)
+    assert jobs.get("analyse") == 1, jobs  # only resp_rr reads that row
+    assert jobs.get("figures") == 1, jobs
+    assert {"ingest", "collect", "summary_figure", "report"} <= set(jobs), jobs
+    assert "Nothing to be done" in (again := smk(wd)).stderr + again.stdout
+
+
+def test_edit_after_deleting_snakemake_metadata_is_never_stale(run_once, tmp_path):
+    """The fault run of issue 13: delete .snakemake/, edit one mean, run: the results follow the edit.
+
+    The analysis's input is its evidence slice, rewritten by ingest only when its content changes, so the
+    files alone (no digest in .snakemake/ metadata) decide what reruns.
+    """
+    wd = tmp_path / "wd4"
+    shutil.copytree(run_once[0], wd, symlinks=True)
+    shutil.rmtree(wd / ".snakemake")
+    before = {r["analysis_id"]: r["estimate"] for r in csv.DictReader((wd / "results/pooled.csv").open())}
+    edit_row(wd, "a2001,dn,dn,pain,VAS_0_100,false,4,final,20,30,15,", "a2001,dn,dn,pain,VAS_0_100,false,4,final,20,20,15,")
+    run = smk(wd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = jobs_run(run)
+    assert jobs.get("analyse") == 2, jobs  # pain_md and pain_smd read a2001's pain rows; resp_rr does not
+    # byte-identical to a cold run on the edited sheets
+    cold = tmp_path / "cold"
+    shutil.copytree(FIXTURE, cold)
+    edit_row(cold, "a2001,dn,dn,pain,VAS_0_100,false,4,final,20,30,15,", "a2001,dn,dn,pain,VAS_0_100,false,4,final,20,20,15,")
+    assert smk(cold).returncode == 0
+    assert digest(wd) == digest(cold)
+    after = {r["analysis_id"]: r["estimate"] for r in csv.DictReader((wd / "results/pooled.csv").open())}
+    assert after["pain_md"] != before["pain_md"] and after["resp_rr"] == before["resp_rr"]
+    shutil.rmtree(wd / ".snakemake")
+    again = smk(wd)
+    assert "Nothing to be done" in again.stderr + again.stdout, again.stderr[-2000:]
+
+
+def test_deleted_slice_is_rebuilt_from_the_evidence(run_once, tmp_path):
+    wd = tmp_path / "wd5"
+    shutil.copytree(run_once[0], wd, symlinks=True)
+    (wd / "data/processed/slices/pain_md.json").unlink()
+    (wd / "results/analyses/pain_md.json").unlink()
+    run = smk(wd, "results/analyses/pain_md.json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ingest" not in jobs_run(run) and jobs_run(run).get("evidence_slice") == 1
+    assert digest(wd) == digest(run_once[0])
 
 
 def test_invalid_sheet_stops_before_any_output(tmp_path):
@@ -165,4 +219,5 @@ def test_invalid_sheet_stops_before_any_output(tmp_path):
     assert run.returncode == 1
     assert "data/raw/outcomes.csv:2: column sd: must be > 0 (found '-15')" in run.stderr
     assert "Traceback" not in run.stderr
-    assert not (wd / "results").exists() and not (wd / "data/processed").exists()
+    written = [p for d in ("results", "data/processed") if (wd / d).exists() for p in (wd / d).rglob("*") if p.is_file()]
+    assert written == []

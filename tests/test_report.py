@@ -67,9 +67,9 @@ def _figure_paths(wd: Path) -> dict[str, str]:
 
 def _build_here(wd: Path, source_date_epoch: str | None = "1700000000") -> str:
     config = load_config(wd / "config/config.yaml")
-    sheets = {k: str(wd / v) for k, v in config["data"].items() if v}
     return build.build_report(
-        analysis_paths=[str(wd / f"results/analyses/{a}.json") for a in IDS], config=config, sheet_paths=sheets,
+        analysis_paths=[str(wd / f"results/analyses/{a}.json") for a in IDS], config=config,
+        evidence_path=str(wd / "data/processed/evidence.json"),
         config_paths=[str(wd / "config/config.yaml")], dataflow_path=str(wd / "data/processed/dataflow.csv"),
         arms_path=str(wd / "data/processed/arms.csv"), pooled_path=str(wd / "results/pooled.csv"),
         figure_paths=_figure_paths(wd), basedir=str(wd), source_date_epoch=source_date_epoch,

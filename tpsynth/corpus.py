@@ -39,6 +39,7 @@ import numpy as np
 from . import effect_sizes as es
 from .pooling import pool_many
 from .small_study import egger_many
+from .tables import write_text
 
 KEY = ["review", "analysis_group", "analysis_number"]
 NUMERIC = ["exp_mean", "exp_sd", "exp_cases", "exp_n", "ctl_mean", "ctl_sd", "ctl_cases", "ctl_n", "giv_se", "variance"]
@@ -266,11 +267,9 @@ def bench_corpus(path, out, skipped_out=None, shard: int = 0, shards: int = 1, s
     progress = Progress(stream, quiet)
     rows, skipped, stats = run(path, shard, shards, progress)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_csv_text(COLUMNS, rows), encoding="utf-8")
+    write_text(out, _csv_text(COLUMNS, rows))
     sp = Path(skipped_out) if skipped_out else skipped_path_for(out)
-    sp.parent.mkdir(parents=True, exist_ok=True)
-    sp.write_text(_csv_text(SKIPPED_COLUMNS, skipped), encoding="utf-8")
+    write_text(sp, _csv_text(SKIPPED_COLUMNS, skipped))
     wall = progress.elapsed()
     stats.update(wall_s=wall, analyses_per_s=stats["pooled"] / wall if wall > 0 else float("nan"), peak_mb=peak_memory_mb())
     progress(f"wrote {out} ({len(rows):,} rows) and {sp} ({len(skipped):,} skipped)")
@@ -300,10 +299,7 @@ def gather(shard_files: list[str], out: str | Path) -> int:
         elif first != header:
             raise ValueError(f"{f}: header differs from the first shard's")
         body.append(rest)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = (header or "") + "\n" + "".join(body)
-    out.write_text(text, encoding="utf-8")
+    write_text(out, (header or "") + "\n" + "".join(body))
     return sum(b.count("\n") for b in body)
 
 

@@ -1,16 +1,38 @@
 """Glue between Snakemake and the package: what each rule computes, given paths.
 
 Scripts in ``scripts/`` only unpack ``snakemake.input``/``output`` and call these functions.
+
+The graph carries the evidence once: ``ingest`` validates and harmonises the sheets and writes
+``data/processed/evidence.json`` (the typed rows, harmonised arms, row flow and the SHA-256 of the
+exact bytes it parsed) and one evidence slice per analysis, ``data/processed/slices/{id}.json``: what
+that analysis reads (its settings, the config parts it uses, its outcome's rows, arms and studies).
+A slice is rewritten only when its content changes, so the slice files' modification times alone
+decide which analyses rerun: no digest kept in Snakemake's metadata is needed, and deleting
+``.snakemake/`` cannot make a result stale. Nothing after ``ingest`` reads the raw sheets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import analysis_settings
+from .tables import read_json, replace_atomically, write_json
 from .validate import Sheets, load_sheets
+
+#: Version tag of evidence.json and of the slices (bump when their layout changes).
+EVIDENCE_FORMAT = "tpsynth-evidence/1"
+#: Top-level config keys no analysis reads (left out of the slices so editing them reruns no analysis).
+NOT_READ_BY_ANALYSES = ("data", "corpus", "analyses", "networks", "interventions", "outcomes")
+
+
+class SheetChangedError(Exception):
+    """A sheet changed on disk while ``ingest`` was reading it."""
 
 
 def sheet_paths(config: dict) -> dict[str, str]:
@@ -20,10 +42,6 @@ def sheet_paths(config: dict) -> dict[str, str]:
     if data.get("contrasts"):
         paths["contrasts"] = data["contrasts"]
     return paths
-
-
-def _public(row: dict) -> dict:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -44,70 +62,190 @@ def package_files(part: str = "compute") -> list[str]:
     return [str(f) for f, parts in rel if parts[0] == part]
 
 
-def code_digest() -> str:
-    """SHA-256 of the computing code: part of every analysis digest, so results never go stale."""
-    h = hashlib.sha256()
-    for f in package_files():
-        h.update(Path(f).read_bytes())
-    return h.hexdigest()
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def analysis_digest(config: dict, sheets: Sheets, analysis_id: str, code: str = "") -> str:
-    """SHA-256 of everything one analysis reads: its settings, its outcome's definition and the
-    sheet rows of its outcome with their studies.
+# ---------------------------------------------------------------------------------------------- evidence
 
-    Used as a Snakemake ``params`` value so that editing one study reruns only the analyses
-    that read that study's rows.
+
+def _hashes(paths: dict[str, str]) -> dict[str, str]:
+    return {name: sha256_bytes(Path(p).read_bytes()) for name, p in paths.items() if Path(p).is_file()}
+
+
+def build_evidence(config: dict) -> dict:
+    """Validate and harmonise the sheets once; return the evidence (typed rows, arms, flow, hashes).
+
+    Raises
+    ------
+    tpsynth.validate.SheetValidationError
+        When any sheet is invalid (every problem, as FILE:LINE: column messages).
+    SheetChangedError
+        When a sheet's bytes changed while it was being read (an edit during the run): the hashes
+        recorded are always those of the bytes the rows came from.
+    """
+    from .harmonise import harmonise
+
+    paths = sheet_paths(config)
+    before = _hashes(paths)
+    sheets = load_sheets(config)
+    after = _hashes(paths)
+    changed = sorted(paths[n] for n in paths if before.get(n) != after.get(n))
+    if changed:
+        raise SheetChangedError(f"{', '.join(changed)}: changed while being read; run again")
+    arms, flow = harmonise(sheets)
+    return {
+        "format": EVIDENCE_FORMAT,
+        "sheets": [{"name": name, "path": paths[name], "sha256": before[name]} for name in paths],
+        "studies": sheets.studies,
+        "outcomes": sheets.outcomes,
+        "contrasts": sheets.contrasts,
+        "extra_study_columns": sheets.extra_study_columns,
+        "arms": arms,
+        "flow": flow,
+    }
+
+
+def read_evidence(path: str | Path) -> dict:
+    """evidence.json as written by :func:`run_ingest` (checks the format tag)."""
+    ev = read_json(path)
+    if ev.get("format") != EVIDENCE_FORMAT:
+        raise ValueError(f"{path}: not a {EVIDENCE_FORMAT} file (found {ev.get('format')!r}); rerun ingest")
+    return ev
+
+
+def sheets_from_evidence(ev: dict) -> Sheets:
+    """The validated :class:`~tpsynth.validate.Sheets` carried by evidence.json or a slice."""
+    return Sheets(
+        studies=ev["studies"], outcomes=ev["outcomes"], contrasts=ev["contrasts"],
+        paths={s["name"]: s["path"] for s in ev.get("sheets") or []},
+        extra_study_columns=list(ev.get("extra_study_columns") or []),
+    )  # fmt: skip
+
+
+def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
+    """Everything analysis ``analysis_id`` reads: its settings, the config it uses (its outcome, its
+    intervention codes, the defaults, certainty and target settings), the rows of its outcome with
+    their line numbers, the harmonised arms of that outcome and the studies those rows name.
+
+    Editing a row of another outcome, or a config key no analysis reads, leaves the slice unchanged.
     """
     a = analysis_settings(config, analysis_id)
-    rows = [_public(r) for r in sheets.outcomes if r["outcome"] == a["outcome"]]
-    cons = [_public(r) for r in sheets.contrasts if r["outcome"] == a["outcome"]]
+    outcome = a["outcome"]
+    rows = [r for r in evidence["outcomes"] if r["outcome"] == outcome]
+    cons = [r for r in evidence["contrasts"] if r["outcome"] == outcome]
+    arms = [r for r in evidence["arms"] if r["outcome"] == outcome]
     ids = {r["study_id"] for r in rows + cons}
-    studies = [_public(s) for s in sheets.studies if s["study_id"] in ids]
-    codes = {c: config["interventions"][c] for c in a["intervention"] + a["comparator"]}
-    payload = {
+    cfg = {k: v for k, v in config.items() if k not in NOT_READ_BY_ANALYSES}
+    cfg["analyses"] = {analysis_id: config["analyses"][analysis_id]}
+    cfg["outcomes"] = {outcome: config["outcomes"][outcome]}
+    cfg["interventions"] = {c: config["interventions"][c] for c in sorted(set(a["intervention"] + a["comparator"]))}
+    return {
+        "format": EVIDENCE_FORMAT,
+        "analysis_id": analysis_id,
         "settings": a,
-        "outcome": config["outcomes"][a["outcome"]],
-        "codes": codes,
+        "config": cfg,
+        "studies": [s for s in evidence["studies"] if s["study_id"] in ids],
         "outcomes": rows,
         "contrasts": cons,
-        "studies": studies,
-        "code": code,
-        "certainty": config.get("certainty"),
-        "target": config.get("target"),
+        "extra_study_columns": evidence["extra_study_columns"],
+        "arms": arms,
     }
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def run_ingest(config: dict, arms_path: str, flow_path: str) -> tuple[int, int]:
-    """Validate and harmonise; write arms.csv and the ingest-stage data flow."""
-    from .harmonise import ARM_COLUMNS, harmonise
-    from .tables import FLOW_COLUMNS, write_csv
-
-    sheets = load_sheets(config)
-    arms, flow = harmonise(sheets)
-    write_csv(arms_path, ARM_COLUMNS, arms)
-    write_csv(flow_path, FLOW_COLUMNS[:-1], flow)
-    return len(arms), len(flow)
+def _json_text(obj) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def run_one_analysis(config: dict, analysis_id: str, out_path: str) -> dict:
-    """Run one analysis from the raw sheets and write its JSON."""
+def write_if_changed(path: str | Path, text: str) -> bool:
+    """Write ``text`` to ``path`` (atomically) unless the file already holds exactly it; True if written."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    with replace_atomically(path) as tmp:
+        tmp.write_bytes(data)
+    return True
+
+
+def slice_path(slice_dir: str | Path, analysis_id: str) -> Path:
+    return Path(slice_dir) / f"{analysis_id}.json"
+
+
+def write_slices(config: dict, evidence: dict, slice_dir: str | Path, only: list[str] | None = None) -> list[str]:
+    """Write the evidence slice of every configured analysis (or of ``only``); rewrite only changed ones.
+
+    Returns the ids of the slices written.
+    """
+    written = []
+    for aid in sorted(config["analyses"]) if only is None else only:
+        if write_if_changed(slice_path(slice_dir, aid), _json_text(evidence_slice(config, evidence, aid))):
+            written.append(aid)
+    return written
+
+
+def run_ingest(
+    config: dict, evidence_path: str, arms_path: str, slice_dir: str, network_slice_dir: str | None = None
+) -> tuple[int, int, list[str]]:
+    """Validate and harmonise once; write evidence.json, arms.csv and the changed evidence slices
+    (of the analyses into ``slice_dir``, of the networks into ``network_slice_dir``).
+
+    Returns (number of arms, number of raw rows, ids of the analyses and networks whose slice changed).
+    """
+    from .harmonise import ARM_COLUMNS
+    from .tables import write_csv
+
+    ev = build_evidence(config)
+    changed = write_slices(config, ev, slice_dir)
+    if network_slice_dir:
+        changed += [f"network {n}" for n in write_network_slices(config, ev, network_slice_dir)]
+    write_csv(arms_path, ARM_COLUMNS, ev["arms"])
+    write_json(evidence_path, ev)
+    return len(ev["arms"]), len(ev["flow"]), changed
+
+
+def run_one_analysis(slice_file: str, out_path: str) -> dict:
+    """Run one analysis on its evidence slice and write its JSON (with the slice's SHA-256)."""
     from .analysis import run_analysis
-    from .tables import write_json
 
-    sheets = load_sheets(config)
-    res = run_analysis(analysis_settings(config, analysis_id), sheets, config)
+    data = Path(slice_file).read_bytes()
+    sl = json.loads(data)
+    if sl.get("format") != EVIDENCE_FORMAT:
+        raise ValueError(f"{slice_file}: not a {EVIDENCE_FORMAT} slice; rerun ingest")
+    res = run_analysis(sl["settings"], sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
+    res["evidence_sha256"] = sha256_bytes(data)
     write_json(out_path, res)
     return res
 
 
-def run_collect(analysis_jsons: list[str], ingest_flow_csv: str, outputs: dict[str, str]) -> None:
+def check_results_match_evidence(config: dict, evidence: dict, analyses: list[dict], where: str) -> None:
+    """Raise ValueError unless every analysis was computed from the slice ``evidence`` gives it now.
+
+    The report and the result tables call this so that they never pair the hashes of one version
+    of the sheets with estimates computed from another.
+    """
+    stale = []
+    for res in analyses:
+        aid = res["analysis_id"]
+        expected = sha256_bytes(_json_text(evidence_slice(config, evidence, aid)).encode("utf-8"))
+        if res.get("evidence_sha256") != expected:
+            stale.append(aid)
+    if stale:
+        raise ValueError(
+            f"{where}: results of {', '.join(sorted(stale))} were not computed from the current evidence "
+            "(the sheets or config changed during the run); run the pipeline again"
+        )
+
+
+def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str, str]) -> None:
     """Assemble the result tables and the final data flow from the per-analysis JSON files."""
     from . import tables
 
     results = [tables.read_json(p) for p in analysis_jsons]
+    flow = read_evidence(evidence_path)["flow"]
     t = tables.result_tables(results)
     tables.write_csv(outputs["pooled"], tables.POOLED_COLUMNS, t["pooled"])
     tables.write_csv(outputs["study_effects"], tables.STUDY_COLUMNS, t["study_effects"])
@@ -118,37 +256,41 @@ def run_collect(analysis_jsons: list[str], ingest_flow_csv: str, outputs: dict[s
     tables.write_csv(outputs["bayes_sensitivity"], tables.BAYES_SENSITIVITY_COLUMNS, t["bayes_sensitivity"])
     tables.write_csv(outputs["bayes_studies"], tables.BAYES_STUDY_COLUMNS, t["bayes_studies"])
     tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
-    flow = tables.read_csv(ingest_flow_csv)
     tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results))
 
 
-def network_digest(config: dict, network_id: str, code: str = "") -> str:
-    """SHA-256 of the config a network reads (its settings, outcome, codes, rating rules) and the code.
-
-    The sheets are ordinary rule inputs of a network job, so any sheet edit reruns the networks.
-    """
+def network_slice(config: dict, evidence: dict, network_id: str) -> dict:
+    """Everything network ``network_id`` reads: its settings, the config (without the pairwise analyses,
+    the other networks, the data paths and the corpus) and every row, arm and study (its nodes may pool
+    any intervention code). Like :func:`evidence_slice`, rewritten only when its content changes."""
     from .network_analysis import network_settings
 
-    n = network_settings(config, network_id)
-    payload = {
-        "settings": n,
-        "outcome": config["outcomes"].get(n["outcome"]),
-        "codes": {c: config["interventions"].get(c) for codes in n["nodes"].values() for c in codes},
-        "certainty": config.get("certainty"),
-        "target": config.get("target"),
-        "network_confidence": config.get("network_confidence"),
-        "code": code,
+    cfg = {k: v for k, v in config.items() if k not in ("data", "corpus", "analyses", "networks")}
+    cfg["networks"] = {network_id: config["networks"][network_id]}
+    return {
+        "format": EVIDENCE_FORMAT,
+        "network_id": network_id,
+        "settings": network_settings(config, network_id),
+        "config": cfg,
+        **{k: evidence[k] for k in ("studies", "outcomes", "contrasts", "extra_study_columns", "arms")},
     }
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def run_one_network(config: dict, network_id: str, out_path: str) -> dict:
-    """Run one configured network from the raw sheets and write its JSON."""
-    from .network_analysis import network_settings, run_network
-    from .tables import write_json
+def write_network_slices(config: dict, evidence: dict, slice_dir: str | Path, only: list[str] | None = None) -> list[str]:
+    """Write the slice of every configured network (or of ``only``); rewrite only changed ones."""
+    written = []
+    for nid in sorted(config.get("networks") or {}) if only is None else only:
+        if write_if_changed(slice_path(slice_dir, nid), _json_text(network_slice(config, evidence, nid))):
+            written.append(nid)
+    return written
 
-    res = run_network(network_settings(config, network_id), load_sheets(config), config)
+
+def run_one_network(slice_file: str, out_path: str) -> dict:
+    """Run one configured network on its evidence slice and write its JSON."""
+    from .network_analysis import run_network
+
+    sl = read_evidence(slice_file)
+    res = run_network(sl["settings"], sheets_from_evidence(sl), sl["config"])
     write_json(out_path, res)
     return res
 
@@ -156,9 +298,53 @@ def run_one_network(config: dict, network_id: str, out_path: str) -> dict:
 def run_network_tables(network_jsons: list[str], outputs: dict[str, str]) -> None:
     """network_estimates.csv, network_fit.csv and network_ranks.csv from the per-network JSON files."""
     from . import network_analysis as na
-    from .tables import read_json, write_csv
+    from .tables import write_csv
 
     t = na.network_tables([read_json(p) for p in network_jsons])
     write_csv(outputs["estimates"], na.ESTIMATE_COLUMNS, t["estimates"])
     write_csv(outputs["fit"], na.FIT_COLUMNS, t["fit"])
     write_csv(outputs["ranks"], na.RANK_COLUMNS, t["ranks"])
+
+
+# ---------------------------------------------------------------------------------------------- job logs
+
+
+@contextmanager
+def job_log(path: str):
+    """Send stderr to the job's log; on failure put the error on the console too, then exit 1.
+
+    Without this a job that fails while writing (a full disk) lost its message: the log is on the same
+    disk, and Python's final flush of the redirected stderr failed with exit status 120 and an empty log.
+    Here the one-line error (e.g. ``OSError: [Errno 28] No space left on device: 'results/...'``) always
+    reaches the console Snakemake shows, the traceback goes to the log when it can be written.
+    """
+    console = sys.stderr
+    try:
+        log = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as err:
+        print(f"cannot write the log {path}: {err}", file=console)
+        raise SystemExit(1) from None
+    sys.stderr = log
+    failed = None
+    try:
+        yield
+    except SystemExit as err:
+        if err.code not in (0, None):
+            failed = str(err.code) if not isinstance(err.code, int) else f"exit status {err.code}"
+    except BaseException as err:  # noqa: BLE001 - every failure must reach the user
+        user_error = isinstance(err, SheetChangedError) or hasattr(err, "problems")
+        failed = str(err) if user_error else "".join(traceback.format_exception_only(err)).strip()
+        try:
+            traceback.print_exc(file=log)
+        except OSError:
+            pass
+    finally:
+        sys.stderr = console
+        try:
+            log.close()
+        except OSError as err:
+            failed = failed or f"cannot write the log {path}: {err}"
+    if failed:
+        print(f"Error: {failed}", file=console)
+        console.flush()
+        os._exit(1)  # nothing left to flush into a full disk

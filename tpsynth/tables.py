@@ -7,9 +7,12 @@ rows in a fixed order, so the same input gives byte-identical files.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 POOLED_COLUMNS = [
@@ -53,6 +56,33 @@ def cell(x) -> str:
     return str(x)
 
 
+@contextmanager
+def replace_atomically(path: str | Path):
+    """Yield a temporary path beside ``path``; on success rename it to ``path`` in one step.
+
+    A job killed (SIGKILL, power loss of the process, full disk) while writing leaves the old file or no
+    file, never a truncated one that a later run would take for a finished result. Temporary files of
+    killed writers (``.NAME.tmp-PID``) are removed by the next write of the same file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` with LF line endings, atomically (:func:`replace_atomically`)."""
+    with replace_atomically(path) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
+
+
 #: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -81,18 +111,17 @@ def excel_unsafe(text: str) -> str:
 
 
 def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
-    """Write ``rows`` (dicts) with exactly ``columns``, LF line endings, UTF-8.
+    """Write ``rows`` (dicts) with exactly ``columns``, LF line endings, UTF-8, atomically.
 
     Text cells pass through :func:`excel_safe` (no cell runs as a spreadsheet formula); read the files
     back with :func:`read_csv`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow([excel_safe(c) for c in columns])
-        for r in rows:
-            w.writerow([excel_safe(cell(r.get(c))) for c in columns])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([excel_safe(c) for c in columns])
+    for r in rows:
+        w.writerow([excel_safe(cell(r.get(c))) for c in columns])
+    write_text(path, buf.getvalue())
 
 
 def read_csv(path: str | Path) -> list[dict]:
@@ -102,10 +131,9 @@ def read_csv(path: str | Path) -> list[dict]:
 
 
 def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``obj`` as sorted, indented JSON (no NaN), atomically."""
     text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")
 
 
 def read_json(path: str | Path):

@@ -97,16 +97,19 @@ def save_all(fig: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) 
     Returns
     -------
     list of pathlib.Path
-        The files written. Two calls on the same figure content give byte-identical files.
+        The files written. Two calls on the same figure content give byte-identical files. Each file is
+        written under a temporary name and renamed into place, so a killed job never leaves a truncated one.
     """
+    from ..tables import replace_atomically
+
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     out = []
     with matplotlib.rc_context(STYLE):
         for fmt in formats:
             path = stem.with_name(stem.name + "." + fmt)
             kw = {"dpi": PNG_DPI} if fmt == "png" else {}
-            fig.savefig(path, format=fmt, metadata=METADATA[fmt], facecolor="white", **kw)
+            with replace_atomically(path) as tmp:
+                fig.savefig(tmp, format=fmt, metadata=METADATA[fmt], facecolor="white", **kw)
             out.append(path)
     return out
 

@@ -667,12 +667,20 @@ def provenance(
     results: list[tuple[str, str]],
     basedir: str | Path | None,
     source_date_epoch: str | None,
+    recorded: list[tuple[str, str]] | None = None,
+    mtime_paths: list[str] | None = None,
 ) -> dict:
-    """SHA-256 of every input (display name, path), git commit and a deterministic date."""
+    """SHA-256 of every input, git commit and a deterministic date.
+
+    ``inputs`` and ``results`` are (display name, path) pairs hashed here; ``recorded`` are (display
+    name, SHA-256) pairs hashed when the file was read (the sheets, by ingest), listed first.
+    ``mtime_paths`` (default: the inputs) date the report when neither SOURCE_DATE_EPOCH nor git can.
+    """
     git = git_info(basedir)
-    files = [{"name": name, "sha256": file_sha256(path)} for name, path in inputs]
+    files = [{"name": name, "sha256": digest} for name, digest in recorded or []]
+    files += [{"name": name, "sha256": file_sha256(path)} for name, path in inputs]
     res = [{"name": name, "sha256": file_sha256(path)} for name, path in results]
-    mtimes = [os.stat(path).st_mtime for _, path in inputs]
+    mtimes = [os.stat(path).st_mtime for path in (mtime_paths or [p for _, p in inputs])]
     return {
         "inputs": files,
         "results": res,
@@ -819,7 +827,7 @@ def build_report(
     *,
     analysis_paths: list[str],
     config: dict,
-    sheet_paths: dict[str, str],
+    evidence_path: str,
     config_paths: list[str],
     dataflow_path: str,
     arms_path: str,
@@ -829,22 +837,30 @@ def build_report(
     source_date_epoch: str | None = None,
     network_paths: list[str] | None = None,
 ) -> str:
-    """Read every input and return the report's HTML."""
-    from ..validate import load_sheets
+    """Read every input and return the report's HTML.
+
+    The sheets are not read: their rows and the SHA-256 of the bytes they were parsed from come from
+    ``evidence_path`` (written by ingest). Raises ValueError when an analysis was not computed from that
+    evidence (the sheets changed during the run), so the report never pairs new hashes with old estimates.
+    """
+    from ..pipeline import check_results_match_evidence, read_evidence, sheets_from_evidence
 
     analyses = [json.loads(Path(p).read_text(encoding="utf-8")) for p in analysis_paths]
-    data = dict(config["data"])
-    data.update({k: v for k, v in sheet_paths.items()})
-    sheets = load_sheets({**config, "data": data})
+    evidence = read_evidence(evidence_path)
+    check_results_match_evidence(config, evidence, analyses, str(evidence_path))
+    sheets = sheets_from_evidence(evidence)
     figures = {k: data_uri(v) for k, v in sorted((figure_paths or {}).items())}
-    inputs = [(_display(p), p) for p in sheet_paths.values()] + [(_display(p), p) for p in config_paths]
+    sheet_inputs = [(_display(s["path"]), s["sha256"]) for s in evidence["sheets"]]
     results = [(_display(p), p) for p in [dataflow_path, arms_path, *([pooled_path] if pooled_path else []),
                                           *sorted(analysis_paths), *sorted(network_paths or [])]]  # fmt: skip
-    prov = provenance(inputs, results, basedir, source_date_epoch)
+    prov = provenance(
+        [(_display(p), p) for p in config_paths], results, basedir, source_date_epoch,
+        recorded=sheet_inputs, mtime_paths=[evidence_path],
+    )  # fmt: skip
     ctx = build_context(
         analyses=analyses, config=config, studies=sheets.studies, outcomes=sheets.outcomes,
         contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=read_csv(arms_path), figures=figures,
-        prov=prov, shipped_note=is_shipped_evidence(sheet_paths["studies"]),
+        prov=prov, shipped_note=is_shipped_evidence(sheets.paths["studies"]),
         networks=[json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(network_paths or [])],
     )  # fmt: skip
     return render(ctx)

@@ -1,15 +1,14 @@
-# One job per configured analysis. The sheets are ancient() inputs: a job reruns when the digest of
-# the rows and settings it reads changes (a params change), so editing one study reruns only the
-# analyses that read it.
+# One job per configured analysis, reading only its evidence slice (written by ingest only when the rows
+# and settings it carries change), so editing one study reruns only the analyses that read it, and the
+# files alone, not Snakemake's metadata, decide what reruns. The computing code is an input too.
 
 
 rule analyse:
     input:
-        raw_sheets(ancient_files=True),
+        evidence=analysis_evidence,
+        code=package_files(),
     output:
         json="results/analyses/{analysis_id}.json",
-    params:
-        digest=lambda wc: DIGESTS[wc.analysis_id],
     conda:
         "../envs/tpsynth.yaml"
     log:
@@ -23,7 +22,7 @@ rule analyse:
 rule collect:
     input:
         analyses=expand("results/analyses/{analysis_id}.json", analysis_id=ANALYSES),
-        flow="data/processed/ingest_flow.csv",
+        evidence=EVIDENCE,
         code=package_files(),
     output:
         pooled="results/pooled.csv",

@@ -7,7 +7,7 @@ FIGURE_CODE = package_files("figures")
 
 rule figures:
     input:
-        json="results/analyses/{analysis_id}.json",
+        json=after_ingest("results/analyses/{analysis_id}.json"),
         code=FIGURE_CODE,
     output:
         forest_png=report(
@@ -38,7 +38,7 @@ rule figures:
 
 rule summary_figure:
     input:
-        analyses=expand("results/analyses/{analysis_id}.json", analysis_id=ANALYSES),
+        analyses=after_ingest("results/analyses/{analysis_id}.json", analysis_id=ANALYSES),
         code=FIGURE_CODE,
     output:
         png=report(

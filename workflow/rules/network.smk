@@ -1,19 +1,17 @@
 # Network meta-analyses (config networks:): one job per network writes its JSON result; one job the
-# three result tables; one job per network its graph, forest plot and league table. A network reads
-# every sheet (its nodes may pool any code), so the sheets are ordinary inputs; params carry a digest
-# of the config it reads and of the package code.
+# three result tables; one job per network its graph, forest plot and league table. A network reads its
+# evidence slice (every row, since its nodes may pool any code, and the config it uses; written by ingest
+# only when its content changes) and the package code.
 
 NETWORKS = sorted(config.get("networks") or {})
-NETWORK_DIGESTS = {n: network_digest(config, n, CODE_DIGEST) for n in NETWORKS}
 
 
 rule network:
     input:
-        raw_sheets(),
+        evidence=network_evidence,
+        code=package_files(),
     output:
         json="results/networks/{network_id}.json",
-    params:
-        digest=lambda wc: NETWORK_DIGESTS[wc.network_id],
     conda:
         "../envs/tpsynth.yaml"
     log:
@@ -26,7 +24,7 @@ rule network:
 
 rule network_tables:
     input:
-        networks=expand("results/networks/{network_id}.json", network_id=NETWORKS),
+        networks=after_ingest("results/networks/{network_id}.json", network_id=NETWORKS),
     output:
         estimates="results/network_estimates.csv",
         fit="results/network_fit.csv",
@@ -41,7 +39,7 @@ rule network_tables:
 
 rule network_figures:
     input:
-        json="results/networks/{network_id}.json",
+        json=after_ingest("results/networks/{network_id}.json"),
         code=package_files("figures"),
     output:
         graph_png=report(

@@ -1,6 +1,8 @@
 # The self-contained HTML report (results/report.html): summary of findings, evidence base, one section
-# per analysis, methods, provenance and limitations (tpsynth.report). SOURCE_DATE_EPOCH, if set, fixes
-# the date it shows; otherwise the latest git commit date of the workflow, else the newest input's mtime.
+# per analysis, methods, provenance and limitations (tpsynth.report). It reads the evidence ingest wrote
+# (rows and the SHA-256 of the sheet bytes parsed), never the sheets, and refuses results not computed
+# from that evidence. SOURCE_DATE_EPOCH, if set, fixes the date it shows; otherwise the latest git commit
+# date of the workflow, else the evidence file's mtime.
 import glob
 import os
 
@@ -11,7 +13,7 @@ rule report:
         pooled="results/pooled.csv",
         dataflow="data/processed/dataflow.csv",
         arms="data/processed/arms.csv",
-        sheets=raw_sheets(),
+        evidence=EVIDENCE,
         configfiles=CONFIG_FILES,
         forest=expand("results/figures/forest_{analysis_id}.png", analysis_id=ANALYSES),
         funnel=expand("results/figures/funnel_{analysis_id}.png", analysis_id=ANALYSES),
@@ -34,7 +36,6 @@ rule report:
     params:
         analysis_ids=ANALYSES,
         network_ids=NETWORKS,
-        sheets=SHEETS,
     conda:
         "../envs/tpsynth.yaml"
     log:
