@@ -290,7 +290,7 @@ def run_one_network(slice_file: str, out_path: str) -> dict:
     from .network_analysis import run_network
 
     sl = read_evidence(slice_file)
-    res = run_network(sl["settings"], sheets_from_evidence(sl), sl["config"])
+    res = run_network(sl["settings"], sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
     write_json(out_path, res)
     return res
 
