@@ -125,3 +125,47 @@ def test_bayes_k1_and_k0(base):
     assert one["bayes"] is None and one["bayes_note"].startswith("one trial")
     none = run(base, "pain_md", timepoint_weeks=[100, 200])
     assert none["bayes"] is None and none["bayes_note"] == "no usable study"
+
+
+def _usable_resp_contrast(base):
+    """The fixture with e2020's responder contrast made usable (RR 1.8, 95% CI 1.1 to 2.9)."""
+    config, sheets, arms = base
+    sheets = copy.deepcopy(sheets)
+    for r in sheets.contrasts:
+        if r["study_id"] == "e2020" and r["outcome"] == "resp":
+            r.update(estimate=1.8, ci_low=1.1, ci_high=2.9, unusable_reason=None)
+    return config, sheets, arms
+
+
+def test_mantel_haenszel_in_the_pipeline(base):
+    res = run(_usable_resp_contrast(base), "resp_rr", method="MH")
+    p = res["pooled"]
+    # a2001 12/20 vs 6/20 and c2010 9/30 vs 4/30 (b2005 has no events in either arm: left out):
+    # R = 12*20/40 + 9*30/60 = 10.5, S = 6*20/40 + 4*30/60 = 5, MH RR = R/S = 2.1
+    assert [s["study_id"] for s in res["studies"]] == ["a2001", "c2010"]
+    assert_allclose(p["estimate"], np.log(2.1), rtol=1e-14)
+    assert p["method"] == "MH" and p["ci_method"] == "wald"
+    for absent in ("tau2", "tau2_ci_low", "pi_low", "pi_high", "i2_ci_low"):
+        assert p[absent] is None, absent
+    # weights (%) as metafor's weights(rma.mh): c_i n1_i / N_i = 3 and 2
+    assert_allclose([s["weight"] for s in res["studies"]], [60.0, 40.0], rtol=1e-12)
+    # the reported contrast cannot enter a Mantel-Haenszel analysis, and the flow says why
+    why = [f["reason"] for f in res["flow"] if f["sheet"] == "contrasts" and f["state"] == "not_used"]
+    assert any("MH pools 2x2 tables" in w for w in why)
+    iv = run(_usable_resp_contrast(base), "resp_rr", method="FE")
+    assert [s["study_id"] for s in iv["studies"]] == ["a2001", "c2010", "e2020"]
+    # sensitivity analyses refit Mantel-Haenszel; leaving one of two out leaves the other study as is
+    loo = [s for s in res["sensitivity"] if s["kind"] == "leave_one_out"]
+    assert [s["k"] for s in loo] == [1, 1]
+    assert_allclose(loo[0]["estimate"], res["studies"][1]["yi"], rtol=1e-14)
+
+
+def test_peto_in_the_pipeline(base):
+    res = run(base, "resp_rr", method="PETO", measure="OR")
+    p = res["pooled"]
+    # Peto: sum(O - E) / sum(V); a2001: O = 12, E = 9, V = 18*22*20*20/(40^2*39); c2010: O = 9, E = 6.5,
+    # V = 13*47*30*30/(60^2*59)
+    v = np.array([18 * 22 * 20 * 20 / (40**2 * 39), 13 * 47 * 30 * 30 / (60**2 * 59)])
+    assert_allclose(p["estimate"], (3 + 2.5) / v.sum(), rtol=1e-14)
+    assert_allclose(p["se"], 1 / np.sqrt(v.sum()), rtol=1e-14)
+    assert p["method"] == "PETO" and p["tau2"] is None

@@ -47,7 +47,7 @@ def test_schema_errors_all_reported():
     cfg["analyses"]["pain_md"]["method"] = "reml"
     del cfg["analyses"]["pain_smd"]["outcome"]
     assert errors(cfg) == [
-        "config/config.yaml: key analyses.pain_md.method: 'reml' is not one of ['REML', 'DL', 'PM', 'ML', 'HE', 'SJ', 'EB', 'FE']",
+        "config/config.yaml: key analyses.pain_md.method: 'reml' is not one of ['REML', 'DL', 'PM', 'ML', 'HE', 'SJ', 'EB', 'FE', 'MH', 'PETO']",
         "config/config.yaml: key analyses.pain_smd: 'outcome' is a required property",
         "config/config.yaml: key analyses.resp_rr.measure: 'HR' is not one of ['MD', 'SMD', 'RR', 'OR', 'RD']",
     ]
@@ -105,3 +105,16 @@ def test_bayes_settings_merge_and_bad_priors():
     assert msgs[2].startswith("config/config.yaml: key analyses.resp_rr.bayes.mu_prior: unknown mu prior 'normal(0)'")
     bad["analyses"]["pain_md"]["bayes"] = {"headline_below_k": 0}
     assert any("analyses.pain_md.bayes.headline_below_k" in m for m in errors(bad))
+
+
+def test_mh_and_peto_need_a_dichotomous_measure():
+    cfg = copy.deepcopy(RAW)
+    cfg["analyses"]["pain_md"]["method"] = "MH"
+    cfg["analyses"]["resp_rr"]["method"] = "PETO"
+    assert errors(cfg) == [
+        "config/config.yaml: key analyses.pain_md.method: method MH pools 2x2 tables with measure RR or OR or RD, not MD",
+        "config/config.yaml: key analyses.resp_rr.method: method PETO pools 2x2 tables with measure OR, not RR",
+    ]
+    cfg["analyses"]["resp_rr"]["method"] = "MH"
+    del cfg["analyses"]["pain_md"]["method"]
+    assert validate_config(cfg)["analyses"]["resp_rr"]["method"] == "MH"

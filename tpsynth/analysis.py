@@ -11,9 +11,11 @@ import math
 import numpy as np
 from scipy.special import ndtri
 
-from . import pooling
+from . import mh, pooling
 from .harmonise import harmonise
-from .study_effects import build_study_effects
+from .meta import meta_analysis
+from .mh import TableResult
+from .study_effects import TABLE_METHODS, build_study_effects
 from .validate import Sheets
 
 MIN_K_SMALL_STUDY = 10
@@ -27,13 +29,15 @@ def _f(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
+POOLED_KEYS = [
+    "k", "estimate", "se", "ci_low", "ci_high", "pvalue", "pi_low", "pi_high", "tau2", "tau2_ci_low",
+    "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2", "q", "q_df", "q_pvalue", "fe_estimate", "fe_se",
+    "fe_ci_low", "fe_ci_high",
+]  # fmt: skip
+
+
 def _pooled_dict(res: pooling.PooledResult) -> dict:
-    keys = [
-        "k", "estimate", "se", "ci_low", "ci_high", "pvalue", "pi_low", "pi_high", "tau2", "tau2_ci_low",
-        "tau2_ci_high", "i2", "i2_ci_low", "i2_ci_high", "h2", "q", "q_df", "q_pvalue", "fe_estimate", "fe_se",
-        "fe_ci_low", "fe_ci_high",
-    ]  # fmt: skip
-    out = {k: _f(getattr(res, k)) for k in keys}
+    out = {k: _f(getattr(res, k)) for k in POOLED_KEYS}
     out["k"] = int(res.k)
     out["q_df"] = None if res.q_df is None else int(res.q_df)
     out["method"] = res.method
@@ -59,11 +63,73 @@ def _single_study(yi: float, vi: float, level: float) -> dict:
     return d
 
 
-def _fit(yi, vi, a) -> tuple[dict, np.ndarray]:
-    if len(yi) == 1:
-        return _single_study(float(yi[0]), float(vi[0]), a["level"]), np.array([100.0])
-    res = pooling.pool(np.asarray(yi), np.asarray(vi), method=a["method"], ci=a["ci"], level=a["level"])
-    return _pooled_dict(res), np.asarray(res.weights, dtype=float)
+def _table_dict(r: TableResult) -> dict:
+    """A Mantel-Haenszel / Peto result as the pooled dict; what does not exist for it stays None."""
+    out = dict.fromkeys(POOLED_KEYS)
+    est, se, lo, hi = _f(r.estimate), _f(r.se), _f(r.ci_low), _f(r.ci_high)
+    out.update(k=int(r.k), estimate=est, se=se, ci_low=lo, ci_high=hi, pvalue=_f(r.pvalue), i2=_f(r.i2), h2=_f(r.h2),
+               q=_f(r.q), q_df=int(r.q_df), q_pvalue=_f(r.q_pvalue), fe_estimate=est, fe_se=se, fe_ci_low=lo,
+               fe_ci_high=hi, method=r.method, method_requested=r.method, ci_method="wald", converged=True,
+               notes=list(r.notes), tau2_ci_capped=False)  # fmt: skip
+    return out
+
+
+class _Model:
+    """The analysis's model, refitted on any subset of its studies.
+
+    Inverse-variance methods refit the one engine through the fit object
+    (:func:`tpsynth.meta.meta_analysis`, ``.subset``, ``.leave_one_out``, ``.cumulative``);
+    ``MH`` and ``PETO`` pool the studies' 2x2 tables (:mod:`tpsynth.mh`).  A single study is
+    reported as is.
+    """
+
+    def __init__(self, yi: np.ndarray, vi: np.ndarray, effects: list, a: dict):
+        self.yi, self.vi, self.a = yi, vi, a
+        self.tables = None
+        self.fit = None
+        if a["method"] in TABLE_METHODS:
+            s = [e.side_stats for e in effects]
+            self.tables = np.array(
+                [[x["intervention"]["events"], x["intervention"]["n"], x["comparator"]["events"], x["comparator"]["n"]]
+                 for x in s], dtype=float).reshape(-1, 4)  # fmt: skip
+        elif len(yi) >= 2:
+            self.fit = meta_analysis(yi, vi, method=a["method"], ci=a["ci"], level=a["level"],
+                                     slab=[e.study_id for e in effects])  # fmt: skip
+
+    def pooled(self, idx=None) -> tuple[dict, np.ndarray]:
+        """Pooled dict and weights (%) of the studies ``idx`` (default all)."""
+        idx = np.arange(len(self.yi)) if idx is None else np.asarray(idx, dtype=np.intp)
+        if idx.size == 1:
+            return _single_study(float(self.yi[idx[0]]), float(self.vi[idx[0]]), self.a["level"]), np.array([100.0])
+        if self.tables is not None:
+            t = self.tables[idx].T
+            if self.a["method"] == "PETO":
+                r = mh.peto(*t, level=self.a["level"])
+            else:
+                r = mh.mantel_haenszel(*t, measure=self.a["measure"], level=self.a["level"])
+            return _table_dict(r), np.asarray(r.weights, dtype=float)
+        fit = self.fit if idx.size == self.fit.k and np.array_equal(idx, np.arange(self.fit.k)) else self.fit.subset(idx)
+        return _pooled_dict(fit.as_pooled()), np.asarray(fit.weights, dtype=float)
+
+    def _briefs(self, cols: dict) -> list[dict]:
+        return [
+            {"k": int(cols["k"][i]), **{key: _f(cols[key][i]) for key in ("estimate", "ci_low", "ci_high", "tau2", "i2")}}
+            for i in range(len(cols["k"]))
+        ]
+
+    def leave_one_out(self) -> list[dict]:
+        """Brief results without each study in turn (metafor ``leave1out``)."""
+        k = len(self.yi)
+        if self.fit is not None and k >= 3:
+            return self._briefs(self.fit.leave_one_out(frame=False))
+        return [_brief(self.pooled(np.delete(np.arange(k), i))[0]) for i in range(k)]
+
+    def cumulative(self, order: list[int]) -> list[dict]:
+        """Brief results adding the studies in ``order`` (metafor ``cumul``); the first is one study."""
+        first = _brief(self.pooled(order[:1])[0])
+        if self.fit is not None:
+            return [first] + self._briefs(self.fit.cumulative(order, frame=False))[1:]
+        return [first] + [_brief(self.pooled(order[: j + 1])[0]) for j in range(1, len(order))]
 
 
 def _brief(d: dict) -> dict:
@@ -121,7 +187,8 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         out["pooled"]["measure"] = analysis["measure"]
         _add_certainty(out, config, analysis, yi, vi)
         return out
-    pooled, weights = _fit(yi, vi, analysis)
+    model = _Model(yi, vi, effects, analysis)
+    pooled, weights = model.pooled()
     pooled["n_participants"] = n_total
     pooled["measure"] = analysis["measure"]
     out["pooled"] = pooled
@@ -152,7 +219,7 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         ests, ses = [], []
         for g in sorted(groups):
             idx = groups[g]
-            d, _ = _fit(yi[idx], vi[idx], analysis)
+            d, _ = model.pooled(idx)
             out["subgroups"].append({"subgroup": g, "column": col, **{k: d.get(k) for k in ("k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2")}})
             ests.append(d["estimate"])
             ses.append(d["se"])
@@ -166,18 +233,11 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
     # sensitivity
     sens = []
     if k >= 2:
-        loo = pooling.leave_one_out(yi, vi, method=analysis["method"], ci=analysis["ci"], level=level) if k >= 3 else []
-        if k == 2:  # leaving one out leaves a single study
-            loo_d = [_single_study(float(yi[1 - i]), float(vi[1 - i]), level) for i in range(2)]
-        else:
-            loo_d = [_pooled_dict(r) for r in loo]
-        for e, d in zip(effects, loo_d, strict=True):
-            sens.append({"kind": "leave_one_out", "study_id": e.study_id, **_brief(d)})
+        for e, d in zip(effects, model.leave_one_out(), strict=True):
+            sens.append({"kind": "leave_one_out", "study_id": e.study_id, **d})
         order = sorted(range(k), key=lambda i: (rows[i]["year"] is None, rows[i]["year"] or 0, i))
-        for j in range(1, k + 1):
-            idx = order[:j]
-            d, _ = _fit(yi[idx], vi[idx], analysis)
-            sens.append({"kind": "cumulative", "study_id": effects[order[j - 1]].study_id, **_brief(d)})
+        for j, d in enumerate(model.cumulative(order)):
+            sens.append({"kind": "cumulative", "study_id": effects[order[j]].study_id, **d})
     for kind, drop in (
         ("without_high_rob", [r["rob_overall"] == "high" for r in rows]),
         ("without_low_confidence", [bool(r["low_confidence"]) for r in rows]),
@@ -185,14 +245,14 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         if any(drop):
             keep = [i for i in range(k) if not drop[i]]
             if keep:
-                d, _ = _fit(yi[keep], vi[keep], analysis)
+                d, _ = model.pooled(keep)
                 sens.append({"kind": kind, "study_id": ";".join(effects[i].study_id for i in range(k) if drop[i]), **_brief(d)})
             else:
                 sens.append({"kind": kind, "study_id": "all", "k": 0, "estimate": None, "ci_low": None,
                              "ci_high": None, "tau2": None, "i2": None})  # fmt: skip
     out["sensitivity"] = sens
 
-    out["small_study"] = _small_study(yi, vi, analysis)
+    out["small_study"] = _small_study(model)
     _add_certainty(out, config, analysis, yi, vi)
     return out
 
@@ -300,17 +360,20 @@ def _add_certainty(out: dict, config: dict, analysis: dict, yi, vi) -> None:
     out["smd_in_points"] = certainty.smd_in_points(out, c)
 
 
-def _small_study(yi, vi, analysis) -> dict:
-    """Egger's test and trim-and-fill when k >= 10, otherwise the reason they were not done."""
-    k = len(yi)
-    level = analysis["level"]
-    if k >= MIN_K_SMALL_STUDY:
-        from . import small_study
+def _small_study(model: _Model) -> dict:
+    """Egger's test and trim-and-fill (from the fit object) when k >= 10, otherwise the reason they were not done.
 
-        eg = small_study.egger_test(yi, vi)
+    MH and Peto analyses use the inverse-variance common-effect fit of the same study effects
+    (metafor's ``regtest`` and ``trimfill`` refit ``rma.uni`` models too).
+    """
+    k = len(model.yi)
+    a = model.a
+    if k >= MIN_K_SMALL_STUDY:
+        fit = model.fit or meta_analysis(model.yi, model.vi, method="FE", ci="wald", level=a["level"])
+        eg = fit.egger()
         # metafor's trimfill() refits the filled data with its default Wald CI (test="z"), whatever the
-        # input model's test; we do the same so the numbers match.
-        tf = small_study.trimfill(yi, vi, method=analysis["method"], ci="wald", level=level)
+        # input model's test; fit.trimfill() does the same so the numbers match.
+        tf = fit.trimfill()
         return {
             "k": k, "egger_stat": _f(eg.statistic), "egger_pvalue": _f(eg.pvalue), "trimfill_k0": int(tf.k0),
             "trimfill_side": tf.side, "trimfill_estimate": _f(tf.estimate), "trimfill_ci_low": _f(tf.ci_low),

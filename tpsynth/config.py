@@ -268,6 +268,15 @@ def validate_config(config: dict, path: str = "config/config.yaml") -> dict:
         overlap = set(a["intervention"]) & set(a["comparator"])
         if overlap:
             problems.append(f"{path}: key analyses.{aid}: codes on both sides: {', '.join(sorted(overlap))}")
+        method = a.get("method", config["defaults"]["method"])
+        measure = a.get("measure", config["defaults"]["measure"])
+        allowed = {"MH": ("RR", "OR", "RD"), "PETO": ("OR",)}.get(method)
+        if allowed and measure not in allowed:
+            where = "method" if "method" in a else "measure" if "measure" in a else "method"
+            problems.append(
+                f"{path}: key analyses.{aid}.{where}: method {method} pools 2x2 tables with measure "
+                f"{' or '.join(allowed)}, not {measure}"
+            )
     problems += _network_problems(config, path)
     problems.extend(_bayes_problems(config, path))
     if problems:

@@ -329,9 +329,7 @@ class MetaAnalysis:
             n_groups=len(subsets), X=None if self.p == 1 else self.X[idx],
         )
 
-    def _frame(self, out, labels, column):
-        import pandas as pd
-
+    def _frame(self, out, labels, column, frame=True):
         cols = {column: labels, "k": out["k"]}
         if self.p == 1:
             for key in ("estimate", "se", "pvalue", "ci_low", "ci_high", "pi_low", "pi_high"):
@@ -344,26 +342,35 @@ class MetaAnalysis:
         for key in ("q", "q_pvalue", "tau2", "i2", "h2"):
             cols[key] = out[key]
         cols["converged"] = out["converged"]
+        if not frame:
+            return cols
+        import pandas as pd
+
         return pd.DataFrame(cols)
 
-    def leave_one_out(self):
-        """One fit per left-out study (metafor ``leave1out``), all in one engine call; a DataFrame."""
+    def leave_one_out(self, frame: bool = True):
+        """One fit per left-out study (metafor ``leave1out``), all in one engine call.
+
+        Returns a DataFrame (``frame=False``: a dict of numpy columns, without importing pandas)
+        with the left-out study's label, k, the estimate(s), heterogeneity and convergence.
+        """
         if self.k < 2:
             raise ValueError("leave-one-out needs at least two studies")
         all_idx = np.arange(self.k)
         out = self._many([np.delete(all_idx, i) for i in range(self.k)])
-        return self._frame(out, list(self.slab), "left_out")
+        return self._frame(out, list(self.slab), "left_out", frame)
 
-    def cumulative(self, order=None):
+    def cumulative(self, order=None, frame: bool = True):
         """Cumulative meta-analysis (metafor ``cumul``): row i pools studies ``order[:i + 1]``.
 
         ``order`` is a 0-based permutation (e.g. ``np.argsort(year)``); default the input order.
+        Returns a DataFrame (``frame=False``: a dict of numpy columns) as :meth:`leave_one_out`.
         """
         order = np.arange(self.k) if order is None else np.asarray(order, dtype=np.intp)
         if sorted(order.tolist()) != list(range(self.k)):
             raise ValueError("order must be a permutation of 0..k-1")
         out = self._many([order[: i + 1] for i in range(self.k)])
-        return self._frame(out, [self.slab[i] for i in order], "added")
+        return self._frame(out, [self.slab[i] for i in order], "added", frame)
 
     def subset(self, mask) -> MetaAnalysis:
         """The same model refitted on the studies where ``mask`` is True (or on given indices)."""

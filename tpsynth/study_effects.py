@@ -36,6 +36,9 @@ from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
 from .selection import excluded_reason
 from .validate import Reason
 
+#: Methods that pool 2x2 tables rather than effect sizes (tpsynth.mh).
+TABLE_METHODS = ("MH", "PETO")
+
 
 @dataclass
 class StudyEffect:
@@ -160,6 +163,8 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
 
 def _contrast_effect(row, analysis, outcome_cfg, level_z):
     measure = analysis["measure"]
+    if analysis.get("method") in TABLE_METHODS:
+        return None, f"{analysis['method']} pools 2x2 tables (events and n per arm): a reported contrast cannot enter"
     if row["measure"] != measure:
         return None, Reason(f"reported as {row['measure']}; the analysis pools {measure}", "measure")
     sign = 1.0

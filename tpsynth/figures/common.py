@@ -217,6 +217,10 @@ def method_text(pooled: dict) -> str:
         return "Single study, not pooled"
     if method.upper() in {"FE", "EE", "CE"}:
         head = "Common effect (inverse variance)"
+    elif method.upper() == "MH":
+        head = "Common effect (Mantel-Haenszel)"
+    elif method.upper() == "PETO":
+        head = "Common effect (Peto)"
     else:
         head = f"Random effects, {method}" if method else "Random effects"
     return ", ".join(x for x in (head, ci_name) if x)

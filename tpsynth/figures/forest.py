@@ -140,7 +140,7 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
         return _empty_figure(analysis, "No study with usable data")
     level = c.level_pct(analysis)
     single = k == 1 or str(pooled.get("method", "")).lower().startswith("single")
-    random = not single and str(pooled.get("method", "")).upper() not in {"FE", "EE", "CE"}
+    random = not single and str(pooled.get("method", "")).upper() not in {"FE", "EE", "CE", "MH", "PETO"}
     dichotomous = ratio or measure == "RD" or outcome.get("type") == "dichotomous"
 
     # ------------------------------------------------------------------ rows

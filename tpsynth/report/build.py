@@ -48,6 +48,8 @@ TAU2_METHODS = {
     "SJ": "Sidik-Jonkman (SJ)",
     "EB": "empirical Bayes (EB)",
     "FE": "none: common-effect (fixed-effect) model",
+    "MH": "none: common-effect Mantel-Haenszel model (2x2 tables)",
+    "PETO": "none: common-effect Peto odds ratio (2x2 tables)",
     "single study": "none: a single study, reported as is",
 }
 CI_METHODS = {
