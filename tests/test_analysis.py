@@ -70,13 +70,16 @@ def test_k1_is_reported_not_pooled(base):
     assert p["k"] == 1 and p["method"] == "single study" and p["tau2"] is None
     assert_allclose(p["estimate"], -1.5)
     assert res["small_study"]["skipped_reason"].startswith("k = 1 < 10")
+    assert res["caveat_sentences"][0].startswith("One trial with ")
+    assert res["plain_language"].endswith("(evidence from one trial).")
 
 
 def test_k0_has_a_reason(base):
     res = run(base, "pain_md", timepoint_weeks=[50, 60])
     assert res["pooled"]["k"] == 0
-    assert res["pooled"]["certainty"] == "very low"
+    assert res["pooled"]["certainty"] == "no usable evidence"  # not counted as "very low"
     assert res["plain_language"].startswith("No study provided usable data")
+    assert res["caveat_sentences"] == ["No usable evidence: no study reported this comparison and outcome in a usable form."]
 
 
 def test_tau2_upper_bound_at_search_limit_is_flagged():

@@ -10,6 +10,7 @@ from statsmodels.stats.power import NormalIndPower
 
 from tpsynth.certainty import (
     DEFAULT_RULES,
+    caveat_sentences,
     compute_caveats,
     grade,
     optimal_information_size,
@@ -120,3 +121,21 @@ def test_imprecision_judged_on_the_given_interval():
         "imprecision (-2): the 95% credible interval includes no effect; 80 participants, below the optimal "
         "information size of 126; the 95% credible interval includes both important benefit and important harm"
     ]
+
+
+@pytest.mark.parametrize(("ci", "better_up", "says"), [
+    ((-3.0, -1.2), False, "an important benefit is shown"),
+    ((-3.0, -1.2), True, "an important harm is shown"),
+    ((1.2, 3.0), True, "an important benefit is shown"),
+    ((-0.8, 0.9), False, "an important effect in either direction is ruled out"),
+    ((-1.5, 0.2), False, "neither shown nor ruled out"),
+])
+def test_mid_sentence_means_one_thing(ci, better_up, says):
+    """'On one side of the MID' was printed both when a benefit was shown and when one was ruled out."""
+    from tpsynth.certainty import mid_sentence
+
+    res = make_result(yi_ci=(sum(ci) / 2, *ci))
+    res["outcome"]["higher_is_better"] = better_up
+    c = compute_caveats(res, DEFAULT_RULES, None)
+    assert says in mid_sentence(res, c)
+    assert says in " ".join(caveat_sentences(res, c))

@@ -27,6 +27,7 @@ from scipy.special import ndtri
 from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
 
 LEVELS = ["high", "moderate", "low", "very low"]
+NO_EVIDENCE = "no usable evidence"  # the "rating" of an analysis with no usable study
 
 DEFAULT_RULES = {
     "alpha": 0.05,
@@ -157,8 +158,8 @@ def grade(result: dict, c: Caveats, rules: dict, interval: tuple[float, float, s
     ``bayes.headline_below_k``; config/README.md gives the rule).
     """
     p = result["pooled"]
-    if c.k == 0:
-        return "very low", ["no study with usable data"]
+    if c.k == 0:  # nothing to rate: not counted among the "very low" ratings
+        return NO_EVIDENCE, ["no study with usable data"]
     reasons: list[str] = []
     down = 0
     # risk of bias
@@ -227,7 +228,10 @@ def grade(result: dict, c: Caveats, rules: dict, interval: tuple[float, float, s
 
 def caveat_sentences(result: dict, c: Caveats) -> list[str]:
     """One plain sentence per caveat."""
-    out = [f"{c.k} {'study' if c.k == 1 else 'studies'} with {c.n:.0f} participants in total."]
+    if c.k == 0:
+        return ["No usable evidence: no study reported this comparison and outcome in a usable form."]
+    out = [f"One trial with {c.n:.0f} participants: its own result, nothing pooled." if c.k == 1
+           else f"{c.k} studies with {c.n:.0f} participants in total."]  # fmt: skip
     if c.ois:
         out.append(
             f"A single adequately powered trial would need about {c.ois:.0f} participants (optimal information "
@@ -242,10 +246,7 @@ def caveat_sentences(result: dict, c: Caveats) -> list[str]:
     if c.ci_crosses_null is not None:
         out.append("The confidence interval includes no effect." if c.ci_crosses_null else "The confidence interval excludes no effect.")
     if c.ci_crosses_mid is not None:
-        out.append(
-            "The confidence interval includes the minimal important difference, so an important effect is neither shown nor ruled out."
-            if c.ci_crosses_mid else "The confidence interval lies entirely on one side of the minimal important difference."
-        )  # fmt: skip
+        out.append(mid_sentence(result, c))
     if 2 <= c.k < 5:
         out.append("With fewer than 5 studies, tau² and the prediction interval are very uncertain.")
     if c.k < 10:
@@ -258,6 +259,28 @@ def caveat_sentences(result: dict, c: Caveats) -> list[str]:
     return out
 
 
+def mid_sentence(result: dict, c: Caveats, lo: float | None = None, hi: float | None = None,
+                 name: str = "confidence interval") -> str:
+    """Where an interval lies relative to the minimal important difference, in words that mean one thing:
+    an important benefit (or harm) shown, an important effect ruled out, or neither."""
+    p = result["pooled"]
+    lo = p.get("ci_low") if lo is None else lo
+    hi = p.get("ci_high") if hi is None else hi
+    m = c.mid_on_analysis_scale
+    better_up = bool(result["outcome"].get("higher_is_better"))
+    if m is None or lo is None or hi is None:
+        return ""
+    if lo < -m < hi or lo < m < hi:
+        return (f"The {name} includes the minimal important difference, so an important effect is neither "
+                "shown nor ruled out.")  # fmt: skip
+    if -m <= lo and hi <= m:
+        return (f"The whole {name} lies within the minimal important difference: an important effect in "
+                "either direction is ruled out.")  # fmt: skip
+    up = lo >= m  # the whole interval is beyond +MID (else beyond -MID)
+    what = "benefit" if up == better_up else "harm"
+    return f"The whole {name} lies beyond the minimal important difference: an important {what} is shown."
+
+
 def plain_language(result: dict, certainty: str, c: Caveats) -> str:
     """GRADE narrative statement (Santesso et al. 2020) for the analysis's main effect."""
     s = result["settings"]
@@ -266,6 +289,12 @@ def plain_language(result: dict, certainty: str, c: Caveats) -> str:
     who = who[0].upper() + who[1:]
     if c.k == 0:
         return f"No study provided usable data on {outcome} for this comparison."
+    if c.k == 1:
+        return _statement(result, certainty, c, who, outcome)[:-1] + " (evidence from one trial)."
+    return _statement(result, certainty, c, who, outcome)
+
+
+def _statement(result: dict, certainty: str, c: Caveats, who: str, outcome: str) -> str:
     if certainty == "very low":
         return f"The evidence is very uncertain about the effect of {who[0].lower() + who[1:]} on {outcome}."
     est = result["pooled"]["estimate"]

@@ -1,0 +1,299 @@
+"""What a clinician reads first: the headline of each finding in natural units, with the Bayesian
+credible interval and the probability of an important benefit when there are few studies, absolute
+effects per 1000 for dichotomous outcomes, the evidence base at a glance and a glossary.
+
+Pure functions of one analysis result (the JSON of :func:`tpsynth.analysis.run_analysis`) or of the
+config; :mod:`tpsynth.report.build` puts them into the template's context.
+
+References
+----------
+Schünemann HJ et al. Cochrane Handbook, chapter 14: Completing 'Summary of findings' tables (absolute
+effects at an assumed comparator risk). Santesso N et al. GRADE guidelines 26, J Clin Epidemiol
+2020;119:126-35 (informative statements). Röver C et al. Res Synth Methods 2021;12:448 (Bayesian
+random effects with few studies).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..certainty import NO_EVIDENCE
+from ..measures import RATIO_MEASURES
+
+GLOSSARY = [
+    ("Confidence interval (CI)", "The range of effects compatible with the data by a frequentist rule: in repeated "
+     "use, 95% of such intervals contain the true effect."),
+    ("Credible interval", "The range that contains the true average effect with 95% probability, given the data "
+     "and the prior assumptions of a Bayesian analysis."),
+    ("Prediction interval", "Where the true effect of a new study in a new setting would be expected to lie (95%), "
+     "allowing for differences between studies."),
+    ("Heterogeneity (tau, tau², I²)", "How much the true effects differ between studies: tau is their standard "
+     "deviation; I² the share of the observed variation not explained by chance."),
+    ("Prior (heterogeneity prior)", "What is assumed about tau before seeing these studies; here taken from analyses "
+     "of thousands of Cochrane meta-analyses (Turner 2015, Rhodes 2015)."),
+    ("Posterior probability", "The probability of a statement (for example 'the treatment helps') after combining "
+     "the prior with the data."),
+    ("Minimal important difference (MID)", "The smallest change in an outcome that patients notice as important."),
+    ("HKSJ", "Hartung-Knapp-Sidik-Jonkman: a way to compute the confidence interval of a random-effects "
+     "meta-analysis that accounts for uncertainty in tau; with 2 studies it uses a t distribution with 1 degree "
+     "of freedom and becomes very wide."),
+    ("Q-profile", "The method used for the confidence interval of tau² (how uncertain the heterogeneity is)."),
+    ("Optimal information size (OIS)", "The number of participants a single adequately powered trial would need; "
+     "fewer participants in total means the evidence is imprecise."),
+    ("SMD", "Standardised mean difference: a difference in means divided by the standard deviation, so that "
+     "different scales can be combined (0.2 small, 0.5 moderate, 0.8 large)."),
+    ("RR, OR", "Risk ratio and odds ratio: the chance of the event with the treatment relative to the comparator "
+     "(1 = no difference)."),
+    ("Shrunken estimate", "A study's effect pulled towards the overall average, by how much depends on its "
+     "precision and on the heterogeneity."),
+    ("GRADE certainty", "How confident one can be that the true effect is close to the estimate: high, moderate, "
+     "low or very low."),
+]  # fmt: skip
+
+
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _n(x: float, digits: int = 2) -> str:
+    s = f"{x:.{digits}f}"
+    if float(s) == 0:
+        s = s.lstrip("-")
+    return s.replace("-", "\u2212")
+
+
+def _ratio(x: float) -> str:
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x < 0.01:
+        return f"{x:.2g}"
+    return f"{x:.2f}"
+
+
+def _fmt(measure: str, x: float) -> str:
+    return _ratio(math.exp(x)) if measure in RATIO_MEASURES else _n(x)
+
+
+def _interval(measure: str, est, lo, hi, name: str) -> str:
+    return f"{_fmt(measure, est)} ({name} {_fmt(measure, lo)} to {_fmt(measure, hi)})"
+
+
+def chance(p: float) -> str:
+    """A probability in words: 'about a 79% chance'."""
+    if p > 0.99:
+        return "more than a 99% chance"
+    if p < 0.01:
+        return "less than a 1% chance"
+    return f"about a {round(100 * p)}% chance"
+
+
+def _scale(a: dict) -> str | None:
+    sc = a["outcome"].get("reference_scale")
+    if not sc:
+        return None
+    lo, hi = sc
+    f = (lambda v: f"{v:g}")
+    return f"{f(lo)}–{f(hi)}"
+
+
+def _outcome_noun(a: dict) -> str:
+    return a["outcome"].get("label", "").split(" (")[0].lower() or "the outcome"
+
+
+def mid_text(a: dict) -> str | None:
+    """The MID named in natural units ('the smallest difference patients notice is about 1.5 points')."""
+    m = a["settings"]["measure"]
+    mid = a["outcome"].get("mid")
+    b = a.get("bayes") or {}
+    c = a.get("caveats") or {}
+    if m in RATIO_MEASURES:
+        scale = c.get("mid_on_analysis_scale") or b.get("mid")
+        if not _finite(scale):
+            return None
+        t = math.exp(scale)
+        return (f"an important effect is taken to be a relative change of at least {round(100 * (t - 1))}% "
+                f"({m} above {_ratio(t)} or below {_ratio(1 / t)}; GRADE's default)")  # fmt: skip
+    if mid is None:
+        return None
+    sc = _scale(a)
+    on = f" on the {sc} scale" if sc else ""
+    if m == "SMD" and _finite(c.get("mid_on_analysis_scale")):
+        return (f"the smallest difference patients notice is about {mid:g} points{on} "
+                f"(SMD {_n(c['mid_on_analysis_scale'])} with the typical SD of {_n(c['representative_sd'])})")
+    if m == "MD":
+        return f"the smallest difference patients notice is about {mid:g} points{on}"
+    return None
+
+
+def magnitude_text(a: dict, est: float | None) -> str | None:
+    """The effect in natural units: 'about 2.3 points less pain intensity on the 0–10 scale'."""
+    m = a["settings"]["measure"]
+    if not _finite(est) or m in RATIO_MEASURES:
+        return None
+    c = a.get("caveats") or {}
+    noun = _outcome_noun(a)
+    sc = _scale(a)
+    on = f" on the {sc} scale" if sc else ""
+    if m == "MD":
+        pts = est
+    elif m == "SMD" and _finite(c.get("representative_sd")):
+        pts = est * c["representative_sd"]
+    else:
+        return f"a standardised difference of {_n(abs(est))} ({'small' if abs(est) < 0.5 else 'moderate' if abs(est) < 0.8 else 'large'} by the usual 0.2 / 0.5 / 0.8 rule)"  # noqa: E501
+    if abs(pts) < 0.005:
+        return f"about no difference in {noun}{on}"
+    return f"about {_n(abs(pts), 1)} points {'less' if pts < 0 else 'more'} {noun}{on}"
+
+
+def _risk(measure: str, p0: float, x: float) -> float:
+    r = math.exp(x)
+    if measure == "RR":
+        return min(p0 * r, 1.0)
+    if measure == "OR":
+        return r * p0 / (1 - p0 + r * p0)
+    return p0 + x  # RD
+
+
+def absolute_effect(a: dict, est, lo, hi, name: str) -> dict | None:
+    """Per 1000 people at the median comparator risk of the included studies (GRADE summary of findings)."""
+    m = a["settings"]["measure"]
+    p0 = (a.get("caveats") or {}).get("comparator_risk")
+    if m not in ("RR", "OR", "RD") or not _finite(p0) or not all(_finite(v) for v in (est, lo, hi)):
+        return None
+    base = round(1000 * p0)
+    p1 = [round(1000 * _risk(m, p0, v)) for v in (est, lo, hi)]
+    diff = [v - base for v in p1]
+
+    def words(d: int) -> str:
+        return "no difference" if d == 0 else f"{abs(d)} {'more' if d > 0 else 'fewer'}"
+
+    noun = _outcome_noun(a)
+    return {
+        "comparator": base, "intervention": p1[0], "low": p1[1], "high": p1[2],
+        "text": (f"{p1[0]} per 1000 with {a['settings'].get('intervention_label') or 'the intervention'} "
+                 f"({name} {p1[1]} to {p1[2]}) against {base} per 1000 with "
+                 f"{a['settings'].get('comparator_label') or 'the comparator'}: {words(diff[0])} per 1000 "
+                 f"({words(diff[1])} to {words(diff[2])}) for {noun}"),
+        "assumed": (f"Assumed comparator risk {base} per 1000: the median risk in the comparator arms of the "
+                    "included studies."),
+    }  # fmt: skip
+
+
+def _why_differ(a: dict) -> str:
+    p, b = a["pooled"], a["bayes"]
+    k = p.get("k")
+    fw = (p.get("ci_high") or 0) - (p.get("ci_low") or 0)
+    bw = b["ci_high"] - b["ci_low"]
+    ci = p.get("ci_method") or a["settings"].get("ci")
+    how = ("the HKSJ confidence interval uses a t distribution with only "
+           f"{k - 1} degree{'s' if k - 1 != 1 else ''} of freedom") if ci in ("hksj", "hksj_adhoc") else \
+        "the confidence interval treats the estimated heterogeneity as if it were known"  # fmt: skip
+    if fw > 1.5 * bw:
+        return (f"The intervals differ because with {k} studies {how}, which makes it very wide, while the "
+                "Bayesian analysis draws on what earlier meta-analyses show about how much trial results usually "
+                "vary (its prior), so its interval is narrower but leans on that assumption.")
+    if bw > 1.5 * fw:
+        return (f"The credible interval is wider because the Bayesian analysis allows for differences between "
+                f"studies that {k} studies cannot rule out, whereas the confidence interval uses a single estimate "
+                "of them.")
+    return "The two intervals are similar: the conclusion does not depend on the method."
+
+
+def headline(a: dict) -> dict:
+    """The key-findings cell of one analysis: what leads, in words and numbers."""
+    p = a["pooled"]
+    s = a["settings"]
+    m = s["measure"]
+    k = int(p.get("k") or 0)
+    level = s.get("level", 0.95)
+    lvl = f"{100 * level:g}%"
+    out = {"mode": "none", "lead": None, "lead_label": None, "probabilities": [], "frequentist": None, "why": None,
+           "magnitude": None, "mid": mid_text(a), "absolute": None, "absolute_assumed": None, "judged_on":
+           a.get("imprecision_judged_on")}  # fmt: skip
+    if k == 0 or p.get("certainty") == NO_EVIDENCE:
+        out["lead"] = "No usable evidence: no study reported this comparison and outcome in a usable form."
+        return out
+    freq = _interval(m, p["estimate"], p["ci_low"], p["ci_high"], f"{lvl} CI")
+    b = a.get("bayes")
+    who = s.get("intervention_label") or "the intervention"
+    if k == 1:
+        out.update(mode="single", lead_label="One trial", lead=freq)
+        est, lo, hi, name = p["estimate"], p["ci_low"], p["ci_high"], f"{lvl} CI"
+    elif b and b.get("headline"):
+        out.update(mode="bayes", lead_label=f"Bayesian estimate ({k} studies)",
+                   lead=_interval(m, b["estimate"], b["ci_low"], b["ci_high"], f"{lvl} credible interval"),
+                   frequentist=f"Frequentist: {freq}", why=_why_differ(a))  # fmt: skip
+        if _finite(b.get("prob_important_benefit")):
+            out["probabilities"].append(
+                f"{chance(b['prob_important_benefit'])} that the benefit is large enough to notice (beyond the MID)")
+        if _finite(b.get("prob_benefit")):
+            out["probabilities"].append(f"{chance(b['prob_benefit'])} that {who} helps at all")
+        est, lo, hi, name = b["estimate"], b["ci_low"], b["ci_high"], "credible interval"
+    else:
+        out.update(mode="freq", lead_label=f"{k} studies", lead=freq)
+        if b:
+            out["frequentist"] = ("Bayesian: " + _interval(m, b["estimate"], b["ci_low"], b["ci_high"],
+                                                           f"{lvl} credible interval"))  # fmt: skip
+            if _finite(b.get("prob_important_benefit")):
+                out["probabilities"].append(
+                    f"{chance(b['prob_important_benefit'])} that the benefit is large enough to notice (beyond the MID)")
+        est, lo, hi, name = p["estimate"], p["ci_low"], p["ci_high"], "CI"
+    out["magnitude"] = magnitude_text(a, est)
+    ab = absolute_effect(a, est, lo, hi, name)
+    if ab:
+        out["absolute"], out["absolute_assumed"] = ab["text"], ab["assumed"]
+    return out
+
+
+def prior_sensitivity(a: dict) -> dict | None:
+    """The Bayesian result under each prior and REML, and whether the conclusion depends on the prior."""
+    b = a.get("bayes")
+    if not b:
+        return None
+    m = a["settings"]["measure"]
+    rows = [{"kind": "main analysis", "prior": b["tau_prior"], "estimate": b["estimate"], "ci_low": b["ci_low"],
+             "ci_high": b["ci_high"], "prob_benefit": b["prob_benefit"],
+             "prob_important_benefit": b["prob_important_benefit"]}]  # fmt: skip
+    rows += [dict(r) for r in a.get("bayes_sensitivity") or []]
+    for r in rows:
+        r["effect"] = _interval(m, r["estimate"], r["ci_low"], r["ci_high"], "")
+        r["effect"] = r["effect"].replace("( ", "(")
+    bayes_rows = [r for r in rows if r["prior"] != "none"]
+    excl = {r["ci_low"] > 0 or r["ci_high"] < 0 for r in bayes_rows}
+    side = {(r["prob_benefit"] or 0) > 0.5 for r in bayes_rows}
+    depends = len(excl) > 1 or len(side) > 1
+    text = ("The conclusion depends on the prior: under some of these priors the credible interval excludes no "
+            "effect (or the most likely direction changes) and under others it does not." if depends else
+            "The conclusion does not depend on the prior: under every prior shown the credible interval "
+            + ("excludes" if excl == {True} else "includes") + " no effect and the most likely direction is the same.")  # fmt: skip
+    return {"rows": rows, "depends": depends, "text": text, "source": b.get("tau_prior_source"),
+            "mu_prior": b.get("mu_prior"), "tau": (b["tau_median"], b["tau_ci_low"], b["tau_ci_high"]),
+            "pi": _interval(m, b["estimate"], b["pi_low"], b["pi_high"], f"{100 * a['settings'].get('level', 0.95):g}% predictive interval"),
+            "hdi": (_fmt(m, b["hdi_low"]), _fmt(m, b["hdi_high"])), "log_scale": m in RATIO_MEASURES}  # fmt: skip
+
+
+def evidence_glance(analyses: list[dict], studies: list[dict], config: dict, shipped: bool) -> dict:
+    """How the studies were found and how many studies and participants come from the target population."""
+    target = config.get("target") or {}
+    regions = set(target.get("regions") or [])
+    region = {s["study_id"]: s.get("region") for s in studies}
+    n_by_study: dict[str, float] = {}
+    for a in analyses:
+        for st in a.get("studies") or []:
+            n = (st.get("n_intervention") or 0) + (st.get("n_comparator") or 0)
+            n_by_study[st["study_id"]] = max(n_by_study.get(st["study_id"], 0), n)
+    used = sorted(n_by_study)
+    in_target = [sid for sid in used if region.get(sid) in regions]
+    rep = config.get("report") or {}
+    return {
+        "search": rep.get("search"),
+        "shipped": shipped,
+        "n_studies_sheet": len(studies),
+        "n_used": len(used),
+        "n_target": len(in_target),
+        "participants_used": sum(n_by_study.values()),
+        "participants_target": sum(n_by_study[s] for s in in_target),
+        "target_label": target.get("label"),
+        "has_target": bool(regions),
+        "other_regions": sorted({str(region.get(s)) for s in used if region.get(s) not in regions}),
+    }
