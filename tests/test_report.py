@@ -370,9 +370,24 @@ def test_report_in_headless_chromium(workspace, tmp_path):
             )
             assert missing == []
             n_toc = page.evaluate("() => document.querySelectorAll('nav.toc a').length")
-            assert n_toc == 6 + len(IDS)
+            assert n_toc == 7 + len(IDS)
             assert page.evaluate("() => document.scripts.length") == 0
             page.screenshot(path=str(shots / "report.png"), full_page=True)
+            # phone width (issue 9): at 390 px nothing makes the page wider than the screen
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            phone.route("**/*", route)
+            small = phone.new_page()
+            small.goto(page_url, wait_until="load")
+            width = small.evaluate("() => document.documentElement.scrollWidth")
+            wide = small.evaluate(
+                """() => Array.from(document.querySelectorAll('body *'))
+                    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+                    .filter(e => !e.closest('.table-wrap'))
+                    .map(e => e.tagName + '.' + e.className).slice(0, 10)"""
+            )
+            assert width <= 390 and wide == [], (width, wide)
+            small.screenshot(path=str(shots / "report-phone.png"), full_page=False)
+            phone.close()
             page.emulate_media(media="print")
             page.screenshot(path=str(shots / "report-print.png"), full_page=True)
             pdf = page.pdf(format="A4", print_background=True)
@@ -382,3 +397,44 @@ def test_report_in_headless_chromium(workspace, tmp_path):
     assert errors == []
     assert set(requests) == {page_url}, requests
     assert (shots / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.pipeline
+def test_title_question_population_from_config(inputs):
+    html = _render(inputs)
+    assert "<title>Evidence synthesis report</title>" in html  # nothing hard-coded about trigger points
+    cfg = copy.deepcopy(inputs["config"])
+    cfg["report"] = {"title": "Acupuncture <review>", "question": "Does it help?", "population": "Adults",
+                     "search": "MEDLINE and CENTRAL to 2025."}  # fmt: skip
+    html = _render(inputs, config=cfg)
+    assert "<title>Acupuncture &lt;review&gt;</title>" in html
+    assert "Does it help?" in html and "Adults" in html
+    # the evidence base comes before any finding
+    assert html.index("MEDLINE and CENTRAL to 2025.") < html.index('<table class="sof">')
+
+
+@pytest.mark.pipeline
+def test_no_usable_evidence_has_no_badge_and_no_plots(inputs):
+    analyses = copy.deepcopy(inputs["analyses"])
+    a = next(x for x in analyses if x["analysis_id"] == "pain_md")
+    a["pooled"] = {"k": 0, "n_participants": 0, "measure": "MD", "certainty": "no usable evidence",
+                   "certainty_reasons": "no study with usable data", "notes": []}  # fmt: skip
+    a.update(studies=[], sensitivity=[], subgroups=[], bayes=None, bayes_sensitivity=[], bayes_note="no usable study",
+             small_study={"k": 0, "skipped_reason": "no studies"}, imprecision_judged_on=None)  # fmt: skip
+    html = _render(inputs, analyses=analyses)
+    sec = html[html.index(f'id="{build.anchor("pain_md")}"'):]
+    sec = sec[: sec.index("</section>")]
+    assert "No usable evidence." in sec and "<img" not in sec and "cert-" not in sec
+    assert "No forest or funnel plot" in sec
+    lim = html[html.index('id="limitations"'):]
+    assert "no usable evidence" in lim and "1 very low" not in lim.split("Certainty of the evidence:")[1][:80]
+
+
+@pytest.mark.pipeline
+def test_bayesian_section_and_headline_in_report(inputs):
+    html = _render(inputs)
+    md = next(x for x in inputs["analyses"] if x["analysis_id"] == "pain_md")
+    assert md["pooled"]["k"] < 5 and md["bayes"]["headline"]
+    assert "credible interval" in html and "Prior sensitivity" in html
+    assert "Imprecision judged on the Bayesian 95% credible interval" in html
+    assert 'id="glossary"' in html and "Q-profile" in html

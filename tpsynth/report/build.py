@@ -31,6 +31,7 @@ from markupsafe import Markup, escape
 from ..certainty import rules_from_config
 from ..config import analysis_settings
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
+from . import clinical
 from .network import network_sections
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -257,6 +258,8 @@ def sof_row(a: dict) -> dict:
         "certainty": p.get("certainty") or "not rated",
         "certainty_reasons": split_reasons(p.get("certainty_reasons")),
         "plain_language": a.get("plain_language") or "",
+        "headline": clinical.headline(a),
+        "no_evidence": not p.get("k"),
     }
 
 
@@ -410,8 +413,11 @@ def analysis_section(a: dict, figures: dict) -> dict:
         "sensitivity": sensitivity(a),
         "subgroups": subgroups(a),
         "small_study": small_study(a),
-        "forest": figures.get(f"forest_{aid}"),
-        "funnel": figures.get(f"funnel_{aid}"),
+        "forest": figures.get(f"forest_{aid}") if p.get("k") else None,
+        "funnel": figures.get(f"funnel_{aid}") if p.get("k") else None,
+        "bayes": clinical.prior_sensitivity(a),
+        "bayes_note": a.get("bayes_note"),
+        "judged_on": a.get("imprecision_judged_on"),
     }
 
 
@@ -716,7 +722,8 @@ def limitations(
         "unusable": flow["unusable_rows"],
         "used": flow["totals"]["used"],
         "low_confidence": sum(1 for s in studies if s.get("extraction_confidence") == "low"),
-        "certainty": [{"level": lv, "n": certainty[lv]} for lv in ("high", "moderate", "low", "very low", "not rated")
+        "certainty": [{"level": lv, "n": certainty[lv]} for lv in ("high", "moderate", "low", "very low", "not rated",
+                                                                  "no usable evidence")
                       if certainty[lv]],
         "shipped_note": shipped_note,
         "not_assessed_counts": bool(rules_from_config(config or {}).get("not_assessed_counts_as_risk")),
@@ -762,9 +769,15 @@ def build_context(
         {"id": "methods", "title": "4. Methods", "children": []},
         {"id": "provenance", "title": "5. Provenance", "children": []},
         {"id": "limitations", "title": "6. Limitations", "children": []},
+        {"id": "glossary", "title": "7. Glossary", "children": []},
     ]  # fmt: skip
+    rep = config.get("report") or {}
     return {
-        "title": "Trigger-point treatments: evidence synthesis report",
+        "title": rep.get("title") or "Evidence synthesis report",
+        "question": rep.get("question"),
+        "population": rep.get("population"),
+        "glance": clinical.evidence_glance(analyses, studies, config, shipped_note),
+        "glossary": clinical.GLOSSARY,
         "toc": toc,
         "sof": [s["sof"] for s in sections],
         "summary_figure": figures.get("summary"),

@@ -84,7 +84,8 @@ def chance(p: float) -> str:
         return "more than a 99% chance"
     if p < 0.01:
         return "less than a 1% chance"
-    return f"about a {round(100 * p)}% chance"
+    n = round(100 * p)
+    return f"about {'an' if n in (8, 11, 18) or 80 <= n <= 89 else 'a'} {n}% chance"
 
 
 def _scale(a: dict) -> str | None:
@@ -92,8 +93,7 @@ def _scale(a: dict) -> str | None:
     if not sc:
         return None
     lo, hi = sc
-    f = (lambda v: f"{v:g}")
-    return f"{f(lo)}–{f(hi)}"
+    return f"{lo:g}–{hi:g}"
 
 
 def _outcome_noun(a: dict) -> str:
