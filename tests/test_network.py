@@ -91,6 +91,15 @@ def test_design_decomposition(fits, name, part):
     assert close(f.i2, ref["i2_dl"])
 
 
+@pytest.mark.parametrize("name,part", [(n, i) for n in REF["networks"] for i in range(len(REF["networks"][n]["parts"]))])
+def test_dl_equals_netmeta_formula(fits, name, part):
+    """netmeta's (Q - df) / tr((I - H)(B B' * E / 2) W) on all pairwise comparisons with reduced weights,
+    computed in R from netmeta's definitions, equals the generalised DL tau² fitted here."""
+    ref = REF["networks"][name]["parts"][part]
+    f = fits[(name, part, "DL")]
+    assert close(f.q, ref["q_netmeta"]) and close(f.tau2, ref["tau2_dl_netmeta"])
+
+
 def test_stowe2010_published_netmeta():
     """Balduzzi et al. (2023), J Stat Softw 106(2), section on Stowe2010 (netmeta, DL)."""
     blocks, order = blocks_for("stowe2010")

@@ -30,6 +30,8 @@
 # P = W - W X (X'WX)^-1 X'W, W = V^-1, and M the tau^2 structure (1 on the diagonal, 1/2 between the
 # contrasts of one study); rma.mv(..., tau2 = tau2_DL) then gives the estimates. Prediction intervals
 # follow netmeta: estimate +/- t(df_Q) sqrt(se^2 + tau2) when df_Q >= 2.
+# The same tau^2 and Q are also computed with netmeta's own formula on all pairwise comparisons with
+# Rücker's reduced weights (tau2_netmeta() below), and the script stops unless the two agree.
 # Also reproduced from netmeta's definitions (own R code): direct estimates (inverse-variance pooling
 # of each study's two-arm contrast with weights 1/(v + tau2)), the back-calculated indirect estimate
 # and the node-splitting z test (netsplit), the design-by-treatment decomposition of Q (decomp.design:
@@ -129,6 +131,46 @@ arm_contrast <- function(arms, measure, s, a, b) {
   c(lo[ia] - lo[ib], v[ia] + v[ib])
 }
 
+# netmeta's own formula (nma_ruecker() with multiarm()), rebuilt here from its definitions: every pairwise
+# comparison of every study with its variance; Rücker's reduced weights for multi-arm studies; B the
+# edge-vertex incidence matrix, L+ the pseudoinverse of the weighted Laplacian, H = B L+ B' W, Q and
+# tau2 = max(0, (Q - df) / tr((I - H) (B B' * E / 2) W)).
+tau2_netmeta <- function(arms, measure, trts, dropped) {
+  rows <- list()
+  W <- list()
+  for (s in setdiff(unique(arms$study), dropped)) {
+    tr <- arms$treatment[arms$study == s]
+    tr <- tr[order(match(tr, trts))]
+    k <- length(tr)
+    pr <- t(combn(k, 2))
+    v <- apply(pr, 1, function(ij) arm_contrast(arms, measure, s, tr[ij[2]], tr[ij[1]])[2])
+    y <- apply(pr, 1, function(ij) arm_contrast(arms, measure, s, tr[ij[2]], tr[ij[1]])[1])
+    if (k > 2) {  # netmeta multiarm(): reduced variances
+      Bk <- matrix(0, nrow(pr), k)
+      for (e in seq_len(nrow(pr))) { Bk[e, pr[e, 1]] <- 1; Bk[e, pr[e, 2]] <- -1 }
+      R <- diag(diag(t(Bk) %*% diag(v) %*% Bk)) - t(Bk) %*% diag(v) %*% Bk
+      Lt <- -0.5 * t(Bk) %*% Bk %*% R %*% t(Bk) %*% Bk / k^2
+      L <- MASS::ginv(Lt)
+      Wk <- diag(diag(L)) - L
+      v <- apply(pr, 1, function(ij) 1 / Wk[ij[1], ij[2]])
+    }
+    for (e in seq_len(nrow(pr)))
+      rows[[length(rows) + 1]] <- data.frame(study = s, t1 = tr[pr[e, 1]], t2 = tr[pr[e, 2]], y = y[e], v = v[e])
+  }
+  d <- do.call(rbind, rows)
+  B <- matrix(0, nrow(d), length(trts))
+  for (e in seq_len(nrow(d))) { B[e, match(d$t2[e], trts)] <- 1; B[e, match(d$t1[e], trts)] <- -1 }
+  Wm <- diag(1 / d$v)
+  Lp <- MASS::ginv(t(B) %*% Wm %*% B)
+  H <- B %*% Lp %*% t(B) %*% Wm
+  r <- d$y - H %*% d$y
+  Q <- as.numeric(t(r) %*% Wm %*% r)
+  narms <- table(arms$study[!arms$study %in% dropped])
+  df <- sum(narms - 1) - (length(trts) - 1)
+  E <- outer(d$study, d$study, "==") * 1
+  list(q = Q, tau2 = max(0, (Q - df) / sum(diag((diag(nrow(d)) - H) %*% (B %*% t(B) * E / 2) %*% Wm))))
+}
+
 fit_network <- function(arms, measure, trts) {
   b <- build(arms, measure, trts)
   dat <- b$dat
@@ -141,10 +183,14 @@ fit_network <- function(arms, measure, trts) {
   W <- solve(b$V)
   P <- W - W %*% X %*% solve(t(X) %*% W %*% X) %*% t(X) %*% W
   tau2_dl <- max(0, (Q - df) / sum(diag(P %*% b$M)))
+  nm <- tau2_netmeta(arms, measure, trts, b$dropped)
+  stopifnot(abs(nm$q - Q) < 1e-8 * Q, abs(nm$tau2 - tau2_dl) < 1e-8 * max(tau2_dl, 1e-8))
   # design-by-treatment decomposition (common effect)
   cell <- factor(paste(dat$design, dat$comp))
   full <- rma.mv(dat$yi, b$V, mods = ~ 0 + cell, method = "FE")
   out$q <- num(Q)
+  out$q_netmeta <- num(nm$q)
+  out$tau2_dl_netmeta <- num(nm$tau2)
   out$q_df <- df
   out$q_within <- num(full$QE)
   out$q_within_df <- nrow(dat) - nlevels(cell)
