@@ -101,6 +101,19 @@ def test_disconnected_parts_are_not_compared(net_config):
     assert len(pairs) == 4
 
 
+def test_smd_read_in_points(net_config):
+    from tpsynth.report.network import network_section
+
+    config, sheets, arms = net_config
+    config["networks"]["pain_net"]["measure"] = "SMD"
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    sd = r["representative_sd"]
+    assert sd is not None and math.isclose(r["mid"], 1.5 / sd)
+    sentences = network_section(r, {})["parts"][0]["sentences"]
+    p = next(q for q in r["parts"][0]["pairs"] if q["comparator"] == r["parts"][0]["reference"])
+    assert f"about {p['estimate'] * sd:.1f} points on the 0–10 scale".replace("-", "\u2212") in sentences[0]
+
+
 def test_empty_and_single_trial_networks(net_config, tmp_path):
     from tpsynth.report.build import environment
     from tpsynth.report.network import network_section

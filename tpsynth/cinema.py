@@ -82,12 +82,13 @@ def _within_study_bias(contrib: dict, info: dict, rules: dict):
     else:
         level = int(math.floor(sum(s * v for s, v in shares.items()) + 0.5))
     na_level = 3 if rules["not_assessed_counts_as_risk"] else 2
-    parts = [(f"{100 * (shares[lvl] - (na if lvl == na_level else 0)):.0f}% {name}")
-             for lvl, name in ((3, "high"), (2, "some concerns"), (1, "low"))]
+    parts = [f"{100 * v:.0f}% {name}" for v, name in
+             ((shares[3] - (na if na_level == 3 else 0), "high"), (shares[2] - (na if na_level == 2 else 0), "some concerns"),
+              (shares[1], "low")) if v > 5e-4]  # fmt: skip
     if na:
         parts.append(f"{100 * na:.0f}% not assessed (counted as {'high' if na_level == 3 else 'some concerns'})")
-    what = "contribution from studies at " + ", ".join(parts)
-    return level - 1, f"{rule} risk of bias weighted by contribution: {what}"
+    what = "share of the contribution: " + ", ".join(parts)
+    return level - 1, f"risk of bias weighted by contribution ({rule}); {what}"
 
 
 def _zones(lo, hi, mid):

@@ -48,6 +48,12 @@ def _f(x):
     return x if math.isfinite(x) else None
 
 
+def representative_sd(data) -> float | None:
+    """Median arm SD on the outcome's reference scale (to read an SMD in points), or None."""
+    sds = [s for b in data.blocks for s in b.info.get("sd_ref", [])]
+    return statistics.median(sds) if sds else None
+
+
 def _mid(settings, config, data) -> tuple[float | None, str]:
     outcome = config["outcomes"][settings["outcome"]]
     measure = settings["measure"]
@@ -62,10 +68,9 @@ def _mid(settings, config, data) -> tuple[float | None, str]:
         return None, "no MID for this outcome"
     if measure == "MD":
         return float(mid), f"outcome MID {mid:g} points on the {outcome['reference_scale'][0]:g}-{outcome['reference_scale'][1]:g} scale"
-    sds = [s for b in data.blocks for s in b.info.get("sd_ref", [])]
-    if not sds:
+    rep = representative_sd(data)
+    if rep is None:
         return None, "no arm SD on the outcome's reference scale to express the MID as an SMD"
-    rep = statistics.median(sds)
     return mid / rep, f"outcome MID {mid:g} points divided by the median arm SD {rep:.3g} (reference scale)"
 
 
@@ -160,6 +165,8 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
         "timepoint_weeks": list(settings["timepoint_weeks"]), "nodes": data.nodes, "reference": settings["reference"],
         "node_codes": {nd: list(codes) for nd, codes in settings["nodes"].items()},
         "mid": _f(mid), "mid_source": mid_source,
+        "representative_sd": _f(representative_sd(data)) if settings["measure"] == "SMD" else None,
+        "reference_scale": outcome.get("reference_scale"),
         "nodes_without_studies": [nd for nd in data.nodes if not any(nd in p for p in parts)],
         "unassigned_codes": data.unassigned_codes, "excluded": data.excluded, "flow": data.flow,
         "studies": [{"study_id": b.study_id, "label": b.info.get("label", b.study_id), "nodes": b.nodes,

@@ -66,8 +66,13 @@ def _comparison_sentence(result, p) -> str:
         what = f"{p['treatment']} better"
     else:
         what = f"{p['comparator']} better"
-    return (f"{p['treatment']} vs {p['comparator']}: {_MEASURE[m]} {_effect(m, p['estimate'], lo, hi, result['level'])}; "
-            f"{what}; {p['confidence']} confidence.")  # fmt: skip
+    points = ""
+    sd, scale = result.get("representative_sd"), result.get("reference_scale")
+    if m == "SMD" and sd and scale:
+        points = (f" (about {_num(p['estimate'] * sd, 1)} points on the {_num(scale[0], 0)}–{_num(scale[1], 0)} "
+                  f"scale, CI {_num(lo * sd, 1)} to {_num(hi * sd, 1)}, with the median arm SD {_num(sd, 2)})")  # fmt: skip
+    return (f"{p['treatment']} vs {p['comparator']}: {_MEASURE[m]} {_effect(m, p['estimate'], lo, hi, result['level'])}"
+            f"{points}; {what}; {p['confidence']} confidence.")  # fmt: skip
 
 
 def _plain(result: dict, part: dict) -> list[str]:
