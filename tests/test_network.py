@@ -177,3 +177,21 @@ def test_contributions_sum_to_one_and_direct_only():
 def test_fit_mv_rejects_rank_deficient_design():
     with pytest.raises(ValueError, match="full column rank"):
         fit_mv([1.0, 2.0], np.eye(2), np.ones((2, 2)), np.eye(2))
+
+
+@pytest.mark.parametrize("name", sorted(REF["contributions_two_arm"]))
+def test_contributions_match_shortest_path_algorithm_in_r(name):
+    """Per-comparison contributions equal an igraph implementation of Papakonstantinou et al. (2018)'s
+    shortest-path flow decomposition (netmeta netcontrib 'shortestpath'), on two-arm networks."""
+    ref = REF["contributions_two_arm"][name]
+    blocks, order = blocks_for(name)
+    blocks = [b for b in blocks if len(b.nodes) == 2]
+    f = fit_network(blocks, order, method="REML")
+    assert close(f.tau2, ref["tau2"])
+    edge_of = {b.study_id: f"{b.nodes[0]}:{b.nodes[1]}" for b in blocks}
+    for p in ref["pairs"]:
+        got: dict[str, float] = {}
+        for sid, c in f.pair(p["treatment"], p["comparator"]).contribution.items():
+            got[edge_of[sid]] = got.get(edge_of[sid], 0.0) + c
+        for edge, c in p["contribution"].items():
+            assert abs(got.get(edge, 0.0) - c) < 1e-6, (p["treatment"], p["comparator"], edge, got.get(edge), c)

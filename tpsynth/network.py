@@ -293,9 +293,9 @@ def _flow_contributions(h, labels, rows_study, treatments, a, b):
     ``netcontrib(method = "shortestpath")`` (the algorithm of CINeMA) when every trial has two arms
     (the aggregated hat matrix is then the sum of the study rows per comparison) up to the choice
     among equally short paths; a multi-arm trial enters through its contrasts against its first arm,
-    not through all of its pairwise comparisons as in netmeta. Not checked against netmeta itself
-    (netmeta is not installable here): the tests check the defining properties (shares sum to 1;
-    a comparison with only direct evidence is carried by its own trials).
+    not through all of its pairwise comparisons as in netmeta. Checked against an igraph
+    implementation of the algorithm in R on two-arm networks (tests/reference/make_network_reference.R;
+    netmeta itself is not installable here).
     """
     flow: dict[tuple[str, str], float] = {}
     rows_on: dict[frozenset, list[int]] = {}
