@@ -2,7 +2,8 @@
 #
 # Run by hand from the repository root:
 #     Rscript tests/reference/make_network_reference.R
-# Writes tests/reference/network.json. Needs metafor (which brings metadat) and jsonlite.
+# Writes tests/reference/network.json. Needs metafor (which brings metadat), jsonlite, MASS and igraph
+# (Debian: r-cran-metafor r-cran-jsonlite r-cran-mass r-cran-igraph).
 #
 # Networks (arm-level data from metadat, copied into the JSON so that the Python tests read the
 # same numbers):
