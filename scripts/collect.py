@@ -3,4 +3,5 @@
 from tpsynth.pipeline import job_log, run_collect
 
 with job_log(snakemake.log[0]):
-    run_collect(list(snakemake.input.analyses), snakemake.input.evidence, dict(snakemake.output.items()))
+    run_collect(list(snakemake.input.analyses), snakemake.input.evidence, dict(snakemake.output.items()),
+                list(snakemake.input.networks))

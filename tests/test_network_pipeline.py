@@ -101,6 +101,20 @@ def test_disconnected_parts_are_not_compared(net_config):
     assert len(pairs) == 4
 
 
+def test_dataflow_counts_network_use():
+    from tpsynth.tables import dataflow_rows
+
+    ingest = [{"sheet": "outcomes", "line": "2", "state": "analysable", "reason": ""},
+              {"sheet": "outcomes", "line": "3", "state": "analysable", "reason": ""}]  # fmt: skip
+    analysis = {"analysis_id": "a", "flow": [{"sheet": "outcomes", "line": 2, "state": "not_used", "reason": "why"},
+                                             {"sheet": "outcomes", "line": 3, "state": "not_used", "reason": "why"}]}  # fmt: skip
+    network = {"network_id": "n", "flow": [{"sheet": "outcomes", "line": 2, "state": "used", "reason": ""},
+                                           {"sheet": "outcomes", "line": 3, "state": "not_used", "reason": "other"}]}  # fmt: skip
+    rows = dataflow_rows(ingest, [analysis, network])
+    assert rows[0]["state"] == "used" and rows[0]["analyses"] == "network:n"
+    assert rows[1]["state"] == "excluded" and rows[1]["reason"] == "a: why"
+
+
 def test_smd_read_in_points(net_config):
     from tpsynth.report.network import network_section
 
@@ -238,3 +252,5 @@ def test_snakemake_stage(tmp_path):
     html = (wd / "results/report.html").read_text(encoding="utf-8")
     assert 'id="network-pain_net"' in html and html.count("data:image/png;base64,") >= 3
     assert "Which treatment? (network meta-analyses" in html  # answered among the key findings
+    flow = list(csv.DictReader((wd / "data/processed/dataflow.csv").open()))
+    assert any("network:pain_net" in r["analyses"].split(";") for r in flow)

@@ -240,8 +240,9 @@ def check_results_match_evidence(config: dict, evidence: dict, analyses: list[di
         )
 
 
-def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str, str]) -> None:
-    """Assemble the result tables and the final data flow from the per-analysis JSON files."""
+def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str, str],
+                network_jsons: list[str] = ()) -> None:
+    """Assemble the result tables and the final data flow from the per-analysis (and per-network) JSON files."""
     from . import tables
 
     results = [tables.read_json(p) for p in analysis_jsons]
@@ -256,7 +257,8 @@ def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str
     tables.write_csv(outputs["bayes_sensitivity"], tables.BAYES_SENSITIVITY_COLUMNS, t["bayes_sensitivity"])
     tables.write_csv(outputs["bayes_studies"], tables.BAYES_STUDY_COLUMNS, t["bayes_studies"])
     tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
-    tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results))
+    networks = [tables.read_json(p) for p in network_jsons]
+    tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results + networks))
 
 
 def network_slice(config: dict, evidence: dict, network_id: str) -> dict:

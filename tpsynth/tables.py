@@ -180,17 +180,21 @@ def dataflow_rows(ingest_flow: list[dict], results: list[dict]) -> list[dict]:
     """One final state per raw row: ``used`` (with the analyses) or ``excluded`` (with the reason).
 
     A row analysable at ingest but used by no analysis is ``excluded`` with every analysis's
-    reason for leaving it out, or "not part of any configured analysis".
+    reason for leaving it out, or "not part of any configured analysis". Results of network
+    meta-analyses (``network_id``) count as ``network:ID`` users of a row; their reasons for leaving a
+    row out stay in the network's JSON and report section.
     """
     used: dict[tuple, list[str]] = {}
     why: dict[tuple, list[str]] = {}
     for res in results:
+        network = "analysis_id" not in res
+        rid = f"network:{res['network_id']}" if network else res["analysis_id"]
         for f in res["flow"]:
             key = (f["sheet"], int(f["line"]))
             if f["state"] == "used":
-                used.setdefault(key, []).append(res["analysis_id"])
-            else:
-                why.setdefault(key, []).append(f"{res['analysis_id']}: {f['reason']}")
+                used.setdefault(key, []).append(rid)
+            elif not network:
+                why.setdefault(key, []).append(f"{rid}: {f['reason']}")
     rows = []
     for f in ingest_flow:
         key = (f["sheet"], int(f["line"]))
