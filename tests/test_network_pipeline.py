@@ -225,6 +225,14 @@ def test_figures_draw_node_names_as_plain_text(net_config, tmp_path):
             assert texts and not any(t.get_parse_math() for t in texts)
             save_all(fig, tmp_path / build.__name__, ("png",))
             assert any("$" in t.get_text() for t in texts)
+    # ratio measures: a log axis with plain tick labels (no mathtext markup left in the text)
+    net = config["networks"]["pain_net"]
+    net.update(outcome="resp", measure="OR")
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    assert r["parts"]
+    fig = network_forest_figure(r)
+    labels = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+    assert not any("mathdefault" in x for x in labels) and "1" in labels
 
 
 @pytest.mark.pipeline

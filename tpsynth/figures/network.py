@@ -8,7 +8,7 @@ import math
 
 from matplotlib.patches import Circle, Rectangle
 
-from .common import DASH, DIAMOND, GREY, MEASURE_NAMES, fmt, isnum, new_figure, styled, wrap
+from .common import DASH, DIAMOND, GREY, MEASURE_NAMES, effect_axis, fmt, isnum, new_figure, styled, wrap
 
 __all__ = ["league_figure", "network_forest_figure", "network_graph_figure"]
 
@@ -105,7 +105,7 @@ def network_forest_figure(result: dict):
     ax = fig.add_axes((0.33, 0.7 / h, 0.30, 1 - 1.25 / h))
     n = len(rows)
     ax.set_ylim(n - 0.5, -0.6)
-    vals = []
+    vals, points = [], []
     for i, (kind, label, p) in enumerate(rows):
         weight = "bold" if kind == "head" else "normal"
         ax.text(-0.02, i, wrap(label, 44, 1), transform=ax.get_yaxis_transform(), ha="right", va="center",
@@ -125,7 +125,8 @@ def network_forest_figure(result: dict):
         ax.plot([_disp(est, ratio)], [i], marker="D" if kind == "net" else "s", color=colour, ms=5 if kind == "net" else 4)
         if kind == "net" and isnum(p["pi_low"]):
             ax.plot([_disp(p["pi_low"], ratio), _disp(p["pi_high"], ratio)], [i + 0.22, i + 0.22], color="#b2182b", lw=0.8)
-        vals += [lo, hi]
+        vals += [lo, hi] + ([p["pi_low"], p["pi_high"]] if kind == "net" else [])
+        points.append(est)
         txt = _est_text(est, lo, hi, ratio)
         if kind == "net":
             txt += f"   {p['confidence']}"
@@ -133,17 +134,7 @@ def network_forest_figure(result: dict):
             txt += f"   split p = {fmt(p['split_pvalue'], 3)}" if isnum(p["split_pvalue"]) else ""
         ax.text(1.04, i, txt, transform=ax.get_yaxis_transform(), ha="left", va="center", fontsize=7.5,
                 color=colour if kind != "net" else "black")  # fmt: skip
-    finite = [v for v in vals if isnum(v)]
-    big = max([abs(v) for v in finite] + [0.1]) * 1.1
-    if ratio:
-        ax.set_xscale("log")
-        ax.set_xlim(math.exp(-big), math.exp(big))
-    else:
-        ax.set_xlim(-big, big)
-    ax.axvline(1.0 if ratio else 0.0, color="black", lw=0.7)
-    ax.set_yticks([])
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
+    effect_axis(ax, points, vals, ratio)  # symmetric around no effect, fixed plain-text tick labels
     ax.set_xlabel(f"{MEASURE_NAMES.get(result['measure'], result['measure'])} (treatment vs reference)", fontsize=7.5)
     fig.text(0.5, 1 - 0.12 / h, wrap(result["title"], 110), ha="center", va="top", fontsize=8.5, weight="bold")
     better = "higher" if result["higher_is_better"] else "lower"
