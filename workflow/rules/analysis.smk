@@ -24,7 +24,7 @@ rule collect:
         analyses=expand("results/analyses/{analysis_id}.json", analysis_id=ANALYSES),
         evidence=EVIDENCE,
         # rows used only by a network meta-analysis are "used" in the data flow (network.smk)
-        networks=after_ingest("results/networks/{network_id}.json", network_id=NETWORKS),
+        networks=lambda wc: after_ingest("results/networks/{network_id}.json", network_id=NETWORKS)(wc),
         code=package_files(),
     output:
         pooled="results/pooled.csv",
