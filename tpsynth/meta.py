@@ -322,11 +322,10 @@ class MetaAnalysis:
         })  # fmt: skip
 
     def _many(self, subsets: list[np.ndarray]):
-        idx = np.concatenate(subsets)
-        grp = np.concatenate([np.full(len(s), j, dtype=np.intp) for j, s in enumerate(subsets)])
-        return pooling.pool_many(
-            self.yi[idx], self.vi[idx], grp, self.method_requested, self.ci_requested, self.level,
-            n_groups=len(subsets), X=None if self.p == 1 else self.X[idx],
+        """All subsets' fits (in bounded-memory chunks; no tau² CI: the frames do not show it)."""
+        return pooling.pool_subsets(
+            self.yi, self.vi, subsets, self.method_requested, self.ci_requested, self.level, tau2_ci=False,
+            X=None if self.p == 1 else self.X,
         )
 
     def _frame(self, out, labels, column, frame=True):

@@ -122,6 +122,7 @@ __all__ = [
     "leave_one_out",
     "pool",
     "pool_many",
+    "pool_subsets",
     "subgroup_difference",
 ]
 
@@ -1044,20 +1045,56 @@ def pool(yi, vi, method="REML", ci="hksj", level=0.95) -> PooledResult:
     return _result_from(out, 0, slice(None), method)
 
 
+#: Most rows :func:`pool_subsets` hands to one :func:`pool_many` call (memory stays bounded: leave-one-out
+#: of k studies has k(k-1) rows, 10^8 at k = 10,000).
+SUBSET_CHUNK_ROWS = 1_000_000
+
+
+def pool_subsets(y, v, subsets, method="REML", ci="hksj", level=0.95, tau2_ci=True, X=None,
+                 chunk_rows=SUBSET_CHUNK_ROWS) -> dict:  # fmt: skip
+    """:func:`pool_many` of the analyses ``y[s], v[s]`` for each index array ``s`` of ``subsets``.
+
+    The subsets (leave-one-out, cumulative, ...) are fitted in consecutive chunks of at most
+    ``chunk_rows`` rows (a single larger subset is its own chunk), so memory grows with the chunk, not
+    with the total number of rows; the result is the same dict as one :func:`pool_many` call over all of
+    them (``weights`` aligned with ``np.concatenate(subsets)``).
+    """
+    y, v = np.asarray(y, dtype=float), np.asarray(v, dtype=float)
+    sizes = np.array([len(s) for s in subsets], dtype=np.int64)
+    parts, start = [], 0
+    while start < len(subsets):
+        stop, rows = start + 1, sizes[start]
+        while stop < len(subsets) and rows + sizes[stop] <= chunk_rows:
+            rows += sizes[stop]
+            stop += 1
+        idx = np.concatenate(subsets[start:stop])
+        grp = np.repeat(np.arange(stop - start, dtype=np.intp), sizes[start:stop])
+        parts.append((stop - start, pool_many(y[idx], v[idx], grp, method, ci, level, tau2_ci=tau2_ci,
+                                              n_groups=stop - start, X=None if X is None else X[idx])))  # fmt: skip
+        start = stop
+    if len(parts) == 1:
+        return parts[0][1]
+    out = {}
+    for key, first in parts[0][1].items():
+        per_group = key == "weights" or (np.ndim(first) >= 1 and len(first) == parts[0][0])
+        out[key] = np.concatenate([o[key] for _, o in parts]) if per_group else first
+    return out
+
+
 def _pool_subsets(y, v, subsets, method, ci, level, tau2_ci=True):
-    idx = np.concatenate(subsets)
-    grp = np.concatenate([np.full(len(s), j, dtype=np.intp) for j, s in enumerate(subsets)])
-    out = pool_many(y[idx], v[idx], grp, method, ci, level, tau2_ci=tau2_ci, n_groups=len(subsets))
+    out = pool_subsets(y, v, subsets, method, ci, level, tau2_ci=tau2_ci)
     bounds = np.concatenate(([0], np.cumsum([len(s) for s in subsets])))
     return [_result_from(out, j, slice(bounds[j], bounds[j + 1]), method) for j in range(len(subsets))]
 
 
-def leave_one_out(yi, vi, method="REML", ci="hksj", level=0.95) -> list[PooledResult]:
+def leave_one_out(yi, vi, method="REML", ci="hksj", level=0.95, tau2_ci=True) -> list[PooledResult]:
     """Leave-one-out analyses (metafor ``leave1out()``).
 
     Element ``i`` of the returned list is the analysis without study ``i``;
-    all are fitted simultaneously with :func:`pool_many`.  Weights are those
-    of the remaining k-1 studies in their original order.
+    all are fitted together with :func:`pool_subsets` (vectorised, in chunks
+    of bounded memory; the work grows with k², as k refits of k - 1 studies).
+    Weights are those of the remaining k-1 studies in their original order.
+    ``tau2_ci=False`` skips the Q-profile intervals.
     """
     y, v = _check_inputs(yi, vi)
     n = y.size
@@ -1065,10 +1102,10 @@ def leave_one_out(yi, vi, method="REML", ci="hksj", level=0.95) -> list[PooledRe
         raise ValueError("leave-one-out needs at least two studies")
     all_idx = np.arange(n)
     subsets = [np.delete(all_idx, i) for i in range(n)]
-    return _pool_subsets(y, v, subsets, method, ci, level)
+    return _pool_subsets(y, v, subsets, method, ci, level, tau2_ci)
 
 
-def cumulative(yi, vi, order=None, method="REML", ci="hksj", level=0.95) -> list[PooledResult]:
+def cumulative(yi, vi, order=None, method="REML", ci="hksj", level=0.95, tau2_ci=True) -> list[PooledResult]:
     """Cumulative meta-analysis (metafor ``cumul()``).
 
     Parameters
@@ -1085,7 +1122,7 @@ def cumulative(yi, vi, order=None, method="REML", ci="hksj", level=0.95) -> list
     if sorted(order.tolist()) != list(range(n)):
         raise ValueError("order must be a permutation of 0..k-1")
     subsets = [order[: i + 1] for i in range(n)]
-    return _pool_subsets(y, v, subsets, method, ci, level)
+    return _pool_subsets(y, v, subsets, method, ci, level, tau2_ci)
 
 
 def subgroup_difference(estimates, ses) -> tuple[float, int, float]:

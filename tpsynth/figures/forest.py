@@ -111,6 +111,12 @@ def _empty_figure(analysis: dict, message: str):
     return fig
 
 
+#: Most studies a forest plot draws one row each for; above, each group's studies are summarised in one
+#: line (the plot would otherwise be k rows high: 400,000 pixels at k = 10,000) and the study-level
+#: results are in ``results/study_effects.csv`` and the report.
+FOREST_MAX_STUDIES = 300
+
+
 @c.styled
 def forest_figure(analysis: dict, sort_by: str | None = "year"):
     """Forest plot of one analysis.
@@ -127,7 +133,8 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     Returns
     -------
     matplotlib.figure.Figure
-        The figure; its height grows with the number of rows (one row per study).
+        The figure; its height grows with the number of rows (one row per study, up to
+        :data:`FOREST_MAX_STUDIES` studies; above, one summary line per group).
     """
     settings = analysis.get("settings") or {}
     pooled = analysis.get("pooled") or {}
@@ -147,27 +154,31 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     groups = analysis.get("subgroups") or []
     rows: list[dict] = []
     ordered: list[dict] = []
+    many = len(studies) > FOREST_MAX_STUDIES  # summarised: one line per group instead of one row per study
+
+    def study_rows(members):
+        if many:
+            rows.append({"kind": "many", "n": len(members)})
+            return
+        for s in members:
+            rows.append({"kind": "study", "study": s, "i": len(ordered)})
+            ordered.append(s)
+
     if groups:
         names = [g.get("subgroup") for g in groups]
         for g in groups:
             members = _sort_studies([s for s in studies if s.get("subgroup") == g.get("subgroup")], sort_by)
             rows.append({"kind": "heading", "text": str(g.get("subgroup"))})
-            for s in members:
-                rows.append({"kind": "study", "study": s, "i": len(ordered)})
-                ordered.append(s)
+            study_rows(members)
             rows.append({"kind": "subtotal", "group": g, "studies": members})
             rows.append({"kind": "blank"})
         rest = _sort_studies([s for s in studies if s.get("subgroup") not in names], sort_by)
         if rest:
             rows.append({"kind": "heading", "text": "Subgroup not reported"})
-            for s in rest:
-                rows.append({"kind": "study", "study": s, "i": len(ordered)})
-                ordered.append(s)
+            study_rows(rest)
             rows.append({"kind": "blank"})
     else:
-        for s in _sort_studies(studies, sort_by):
-            rows.append({"kind": "study", "study": s, "i": len(ordered)})
-            ordered.append(s)
+        study_rows(studies if many else _sort_studies(studies, sort_by))
         rows.append({"kind": "blank"})
     rows.append({"kind": "total"})
     has_pi = (not single) and k >= 3 and c.isnum(pooled.get("pi_low")) and c.isnum(pooled.get("pi_high"))
@@ -272,6 +283,10 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
         kind = row["kind"]
         if kind == "heading":
             text(X_STUDY, y_in, c.shorten(row["text"], 70), fontweight="bold")
+        elif kind == "many":
+            text(X_STUDY, y_in, f"{row['n']:,} studies, not drawn one by one (more than {FOREST_MAX_STUDIES}): "
+                 "each study's estimate, CI and weight are in results/study_effects.csv", style="italic",
+                 color=c.GREY, gid="studies-summarised")  # fmt: skip
         elif kind == "study":
             s, i = row["study"], row["i"]
             text(X_STUDY, y_in, study_label(s))

@@ -24,6 +24,10 @@ CONTOURS = ((0.01, "#c4c4c4"), (0.05, "#dcdcdc"), (0.10, "#eeeeee"))  # outer to
 MIN_K_ASYMMETRY = 10
 
 
+#: Above this many studies the points are drawn as one artist (smaller, translucent), not one each.
+MANY_POINTS = 300
+
+
 @c.styled
 def funnel_figure(analysis: dict):
     """Contour-enhanced funnel plot of one analysis.
@@ -105,7 +109,10 @@ def funnel_figure(analysis: dict):
     tf_est = small.get("trimfill_estimate")
     if filled and c.isnum(tf_est):
         ax.plot([X(tf_est)] * 2, ys, color=c.PI_COLOUR, lw=0.8, ls=":", zorder=2, gid="funnel-trimfill-estimate")
-    for i, (v, s) in enumerate(zip(yi, se, strict=True)):
+    if len(yi) > MANY_POINTS:  # one artist for all points: drawing time stays linear and small at any k
+        ax.plot([X(v) for v in yi], list(se), marker="o", ms=3.0, color=c.SQUARE, mec="white", mew=0.3, ls="none",
+                zorder=4, alpha=0.7, gid="funnel-studies")  # fmt: skip
+    for i, (v, s) in enumerate(zip(yi, se, strict=True) if len(yi) <= MANY_POINTS else ()):
         ax.plot([X(v)], [s], marker="o", ms=5.5, color=c.SQUARE, mec="white", mew=0.5, ls="none", zorder=4,
                 gid=f"funnel-study-{i}")  # fmt: skip
     for i, (v, s) in enumerate(filled):

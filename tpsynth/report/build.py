@@ -425,16 +425,24 @@ def analysis_section(a: dict, figures: dict) -> dict:
 # evidence base
 
 
-def _arms_text(study_id: str, outcomes: list[dict], contrasts: list[dict]) -> str:
+def _by_study(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by study_id, in sheet order (one pass: the evidence table stays linear in rows)."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["study_id"], []).append(r)
+    return out
+
+
+def _arms_text(study_outcomes: list[dict], study_contrasts: list[dict]) -> str:
+    """Arms and their largest n of one study (its outcome rows), else its contrasts' sizes."""
     arms: dict[str, int | None] = {}
-    for r in outcomes:
-        if r["study_id"] == study_id:
-            n = r.get("n")
-            cur = arms.get(r["arm"])
-            arms[r["arm"]] = n if cur is None else (max(cur, n) if n is not None else cur)
+    for r in study_outcomes:
+        n = r.get("n")
+        cur = arms.get(r["arm"])
+        arms[r["arm"]] = n if cur is None else (max(cur, n) if n is not None else cur)
     if arms:
         return ", ".join(f"{arm} {n:.0f}" if n is not None else f"{arm} n?" for arm, n in arms.items())
-    cons = [r for r in contrasts if r["study_id"] == study_id]
+    cons = study_contrasts
     for r in cons:
         ni, nc = r.get("n_intervention"), r.get("n_comparator")
         if ni is not None or nc is not None:
@@ -454,6 +462,7 @@ def study_table(
     for a in analyses:
         for s in a.get("studies") or []:
             used.setdefault(s["study_id"], []).append(a["analysis_id"])
+    outcomes_of, contrasts_of = _by_study(outcomes), _by_study(contrasts)
     rows = []
     for s in studies:
         sid = s["study_id"]
@@ -464,7 +473,7 @@ def study_table(
             "region": s.get("region") or "",
             "design": s.get("design") or "",
             "randomised": s.get("randomised", True) is not False,
-            "arms": _arms_text(sid, outcomes, contrasts),
+            "arms": _arms_text(outcomes_of.get(sid, []), contrasts_of.get(sid, [])),
             "rob": (s.get("rob_overall") or "").replace("_", " "),
             "confidence": s.get("extraction_confidence") or "",
             "source": s.get("source") or "",
