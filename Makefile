@@ -7,15 +7,23 @@ STAMP := $(VENV)/.installed
 
 .PHONY: report test test-fast reference lint pipeline bench clean-results
 
+# One progress line per step (pip itself stays quiet; its full output is in $(VENV)/install.log).
 $(STAMP): requirements.txt pyproject.toml
+	@echo "[1/4] creating the virtual environment $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@echo "[2/4] upgrading pip"
+	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log; exit 1; }
+	@echo "[3/4] installing the pinned dependencies of requirements.txt (about a minute the first time)"
+	@$(BIN)/python -m pip install -r requirements.txt >> $(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log; exit 1; }
+	@echo "[4/4] installing tpsynth itself (editable: pip install -e .)"
+	@$(BIN)/python -m pip install --no-deps -e . >> $(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
+	@echo "set-up done (full pip output: $(VENV)/install.log)"
 
+# One line per finished job; errors in full; Snakemake's complete log is kept in .snakemake/log/.
+# Recovers by itself after a crash (stale lock, incomplete outputs): see tpsynth/run.py.
 report: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES)
+	@$(BIN)/python -m tpsynth run --cores $(CORES)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

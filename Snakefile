@@ -14,7 +14,7 @@ min_version("9.0")
 
 try:
     from tpsynth.config import ConfigError, read_config_file, validate_config
-    from tpsynth.pipeline import package_files, sheet_paths
+    from tpsynth.pipeline import evidence_out_of_date, mark_out_of_date, package_files, sheet_paths
 except ImportError as err:
     sys.exit(f"{err}: install the tpsynth package into this environment first (`pip install -e .`, or `make report`)")
 

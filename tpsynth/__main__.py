@@ -65,8 +65,18 @@ def _cmd_import_cochrane(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # every later argument goes to Snakemake unchanged
+        from .run import run
+
+        return run(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tpsynth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run",
+        help="run the pipeline (snakemake ARGS...) with one line per job, recovering after a crash",
+        description="python -m tpsynth run [SNAKEMAKE ARGS]: see tpsynth/run.py.",
+    )
     v = sub.add_parser("validate", help="check the extraction sheets and report every problem")
     v.add_argument("--config", default="config/config.yaml", help="config file (default: %(default)s)")
     v.add_argument("--studies", help="studies sheet (default: data.studies in the config)")

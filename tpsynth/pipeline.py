@@ -13,6 +13,7 @@ decide which analyses rerun: no digest kept in Snakemake's metadata is needed, a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -73,6 +74,40 @@ def _hashes(paths: dict[str, str]) -> dict[str, str]:
     return {name: sha256_bytes(Path(p).read_bytes()) for name, p in paths.items() if Path(p).is_file()}
 
 
+def config_sha256(config: dict) -> str:
+    """SHA-256 of the configuration as loaded (files merged, --config overrides applied, defaults filled)."""
+    return sha256_bytes(json.dumps(config, sort_keys=True, default=str).encode("utf-8"))
+
+
+def evidence_out_of_date(evidence_path: str | Path, config: dict) -> list[str]:
+    """The sheets (and ``config``) whose content differs from what ``evidence_path`` was built from.
+
+    Snakemake decides on modification times, and it sets the time of a job's outputs when the job ends:
+    a sheet saved while ingest was running looks older than the evidence built before the edit. Called
+    at parse time, this compares content instead (the SHA-256 recorded in evidence.json); the Snakefile
+    then marks the evidence out of date (:func:`mark_out_of_date`) so that ingest reruns.
+    """
+    path = Path(evidence_path)
+    if not path.is_file():
+        return []
+    try:
+        ev = json.loads(path.read_text(encoding="utf-8"))
+        recorded = {s["path"]: s["sha256"] for s in ev["sheets"]}
+        recorded_config = ev.get("config_sha256")
+    except (ValueError, KeyError, TypeError):
+        return [str(path)]
+    current = _hashes(sheet_paths(config))
+    changed = [p for name, p in sheet_paths(config).items() if recorded.get(p) != current.get(name)]
+    if recorded_config != config_sha256(config):
+        changed.append("the configuration")
+    return changed
+
+
+def mark_out_of_date(path: str | Path) -> None:
+    """Set ``path``'s modification time to the epoch, so that Snakemake reruns the job writing it."""
+    os.utime(path, (0, 0))
+
+
 def build_evidence(config: dict) -> dict:
     """Validate and harmonise the sheets once; return the evidence (typed rows, arms, flow, hashes).
 
@@ -97,6 +132,7 @@ def build_evidence(config: dict) -> dict:
     return {
         "format": EVIDENCE_FORMAT,
         "sheets": [{"name": name, "path": paths[name], "sha256": before[name]} for name in paths],
+        "config_sha256": config_sha256(config),
         "studies": sheets.studies,
         "outcomes": sheets.outcomes,
         "contrasts": sheets.contrasts,
@@ -311,6 +347,17 @@ def run_network_tables(network_jsons: list[str], outputs: dict[str, str]) -> Non
 # ---------------------------------------------------------------------------------------------- job logs
 
 
+def _disk_full(err: BaseException) -> OSError | None:
+    """The "No space left on device" error in ``err``'s chain of causes and contexts, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
 @contextmanager
 def job_log(path: str):
     """Send stderr to the job's log; on failure put the error on the console too, then exit 1.
@@ -336,6 +383,10 @@ def job_log(path: str):
     except BaseException as err:  # noqa: BLE001 - every failure must reach the user
         user_error = isinstance(err, SheetChangedError) or hasattr(err, "problems")
         failed = str(err) if user_error else "".join(traceback.format_exception_only(err)).strip()
+        full = _disk_full(err)
+        if full is not None:  # e.g. matplotlib's PDF writer fails in its clean-up after the ENOSPC
+            failed = "".join(traceback.format_exception_only(full)).strip()
+            failed += f" (the disk holding {os.getcwd()} is full: free some space and run again)"
         try:
             traceback.print_exc(file=log)
         except OSError:

@@ -1,15 +1,7 @@
 # Shared helpers for the rules.
-import hashlib
-import json
-
 EVIDENCE = "data/processed/evidence.json"
 SLICE_DIR = "data/processed/slices"
 NETWORK_SLICE_DIR = "data/processed/slices/networks"
-
-
-def config_digest():
-    """SHA-256 of the config as loaded (also catches --config overrides that no config file shows)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def analysis_evidence(wildcards):

@@ -4,6 +4,13 @@
 # (per network: data/processed/slices/networks/{id}.json), rewritten only when its content changes; every
 # later job reads these, never the raw sheets.
 
+# Content, not only modification times: a sheet or a configuration whose content differs from what the
+# evidence was built from (SHA-256 recorded in evidence.json; e.g. a sheet saved while the last ingest
+# ran, which then looks older than its outputs, or --config overrides) marks the evidence out of date,
+# and ingest reruns. Only the sheets are hashed here; they are validated by ingest.
+if evidence_out_of_date(EVIDENCE, config):
+    mark_out_of_date(EVIDENCE)
+
 
 checkpoint ingest:
     input:
@@ -14,7 +21,6 @@ checkpoint ingest:
         evidence=EVIDENCE,
         arms="data/processed/arms.csv",
     params:
-        config=config_digest(),
         slice_dir=SLICE_DIR,
         network_slice_dir=NETWORK_SLICE_DIR,
     conda:
