@@ -75,6 +75,7 @@ rule all:
             ext=["png", "svg", "pdf"],
         ),
         rules.summary_figure.output,
+        expand("results/figures/bubble_{analysis_id}", analysis_id=MODERATED),
         rules.network_tables.output,
         expand(
             "results/figures/{kind}_{network_id}.{ext}",

@@ -172,3 +172,66 @@ def test_peto_in_the_pipeline(base):
     assert_allclose(p["estimate"], (3 + 2.5) / v.sum(), rtol=1e-14)
     assert_allclose(p["se"], 1 / np.sqrt(v.sum()), rtol=1e-14)
     assert p["method"] == "PETO" and p["tau2"] is None
+
+
+def test_meta_regression_in_the_pipeline(base):
+    from tpsynth import meta_analysis
+
+    too_many = run(base, "pain_md", moderators=["year", "region"])["meta_regression"]
+    assert too_many["skipped_reason"] == "3 studies with moderator values cannot estimate 4 coefficients and tau²"
+    res = run(base, "pain_md", moderators=["year"])
+    mr = res["meta_regression"]
+    # e2020 has no year: left out of the meta-regression with the reason, not silently
+    assert mr["notes"][0] == "e2020 left out of the meta-regression: no value of year"
+    assert mr["k"] == 3 and mr["p"] == 2 and mr["terms"] == ["intrcpt", "year"]
+    # the numbers are the fit object's (tested against metafor in test_meta.py) on those studies
+    keep = [s for s in res["studies"] if s["year"] is not None]
+    fit = meta_analysis([s["yi"] for s in keep], [s["vi"] for s in keep], mods={"year": [float(s["year"]) for s in keep]},
+                        method="REML", ci="wald")  # fmt: skip
+    assert_allclose([c["estimate"] for c in mr["coefficients"]], fit.beta, rtol=1e-12)
+    assert_allclose([mr["qm"], mr["qe"]], [fit.qm, fit.qe], rtol=1e-12)
+    assert mr["qm_df2"] is None  # Wald: chi², no denominator df
+    # 3 studies for 1 moderator: the Cochrane Handbook caveat; 3! = 6 permutations: an exact test
+    assert "Cochrane Handbook 10.11.5" in mr["caveat"]
+    assert mr["permutation_exact"] is True and mr["permutation_iter"] == 6
+    assert [b["moderator"] for b in mr["bubble"]] == ["year"]
+    # a text column is a factor; its reference level is stated
+    reg = run(base, "pain_md", moderators=["region"], moderator_reference={"region": "lumbar"})["meta_regression"]
+    assert reg["k"] == 4 and reg["terms"] == ["intrcpt", "region[gluteal]", "region[neck]"]
+    assert reg["reference_levels"] == {"region": "lumbar"} and reg["bubble"] == []
+
+
+def test_meta_regression_tables_and_bubble_plots(base, tmp_path):
+    from tpsynth import tables
+    from tpsynth.figures.bubble import bubble_figure
+    from tpsynth.figures.common import save_all
+
+    res = run(base, "pain_smd", moderators=["year"], ci="hksj")
+    t = tables.result_tables([res])
+    assert [r["term"] for r in t["meta_regression"]] == ["intrcpt", "year"]
+    fit_row = t["meta_regression_fit"][0]
+    assert fit_row["moderators"] == "year" and fit_row["qm_df2"] == fit_row["k"] - 2  # F(1, k - p) with HKSJ
+    tables.write_csv(tmp_path / "mr.csv", tables.META_REGRESSION_FIT_COLUMNS, t["meta_regression_fit"])
+    header = (tmp_path / "mr.csv").read_text().splitlines()[0]
+    assert header == ("analysis_id,moderators,k,p,tau2,i2,r2,qm,qm_df,qm_df2,qm_pvalue,qe,qe_df,qe_pvalue,"
+                      "permutation_pvalue")  # fmt: skip
+    first = [p.read_bytes() for p in save_all(bubble_figure(res, "year"), tmp_path / "a")]
+    again = [p.read_bytes() for p in save_all(bubble_figure(res, "year"), tmp_path / "b")]
+    assert first == again  # byte-identical PNG, SVG and PDF
+    assert b'id="bubble-fit"' in first[1] and b'id="bubble-study-0"' in first[1]
+    with pytest.raises(ValueError, match="not a continuous moderator"):
+        bubble_figure(res, "region")
+
+
+def test_common_tau2_subgroups(base):
+    from tpsynth import meta_analysis
+
+    res = run(base, "pain_md", subgroup="region", subgroup_model="common_tau2")
+    yi = [s["yi"] for s in res["studies"]]
+    vi = [s["vi"] for s in res["studies"]]
+    fit = meta_analysis(yi, vi, mods={"region": [s["subgroup"] for s in res["studies"]]}, method="REML", ci="wald")
+    assert_allclose(res["pooled"]["q_between"], fit.qm, rtol=1e-12)
+    assert res["pooled"]["q_between_df"] == 2
+    groups = {g["subgroup"]: g for g in res["subgroups"]}
+    assert len({g["tau2"] for g in groups.values()}) == 1  # one common tau²
+    assert_allclose(groups["gluteal"]["estimate"], fit.beta[0], rtol=1e-12)  # gluteal is the reference level

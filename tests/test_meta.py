@@ -163,3 +163,22 @@ def test_design_matrix_errors_are_clear():
         design_matrix(["dose"], data)
     with pytest.raises(ValueError, match="collinear"):
         meta_analysis([0.1, 0.2, 0.3, 0.4], [0.1] * 4, mods=np.column_stack([[1, 2, 3, 4], [2, 4, 6, 8]]))
+
+
+def test_figures_from_the_fit_object_use_the_pipeline_code(tmp_path):
+    from tpsynth.figures.common import save_all
+
+    c = next(c for c in REF["cases"] if c["name"] == "bcg_ablat" and c["method"] == "REML" and c["ci"] == "wald")
+    fit0 = meta_analysis(c["yi"], c["vi"], slab=[f"trial {i + 1}" for i in range(13)])
+    forest = fit0.forest(measure="RR", title="BCG")
+    svg = save_all(forest, tmp_path / "forest", formats=("svg",))[0].read_text()
+    assert "trial 13" in svg and "Total (k = 13)" in svg
+    funnel = save_all(fit0.funnel(measure="RR"), tmp_path / "funnel", formats=("svg",))[0].read_text()
+    assert 'id="funnel-study-12"' in funnel
+    fit = meta_analysis(c["yi"], c["vi"], mods={"ablat": np.array(c["X"])[:, 1].tolist()})
+    b = fit.bubble_data("ablat")
+    assert len(b["grid"]) == 101 and b["slope"] == fit.beta[1]
+    bubble = save_all(fit.bubble("ablat", measure="RR"), tmp_path / "bubble", formats=("svg",))[0].read_text()
+    assert 'id="bubble-fit"' in bubble
+    with pytest.raises(ValueError, match="intercept-only"):
+        fit.forest()

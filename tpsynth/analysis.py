@@ -13,7 +13,7 @@ from scipy.special import ndtri
 
 from . import mh, pooling
 from .harmonise import harmonise
-from .meta import meta_analysis
+from .meta import design_matrix, meta_analysis
 from .mh import TableResult
 from .study_effects import TABLE_METHODS, build_study_effects
 from .validate import Sheets
@@ -137,6 +137,116 @@ class _Model:
         return [first] + [_brief(self.pooled(order[: j + 1])[0]) for j in range(1, len(order))]
 
 
+def _common_tau2_subgroups(out: dict, pooled: dict, model: _Model, groups: dict, col: str) -> None:
+    """Subgroups as one meta-regression on the subgroup factor with a common tau² (metafor
+    ``rma(yi, vi, mods = ~ factor(subgroup))``): per-subgroup estimates are its predictions, the
+    test for subgroup differences its omnibus QM (chi² with Wald, F with HKSJ)."""
+    labels = [""] * len(model.yi)
+    for g, idx in groups.items():
+        for i in idx:
+            labels[i] = g
+    fit = meta_analysis(model.yi, model.vi, mods={col: labels}, method=model.a["method"], ci=model.a["ci"],
+                        level=model.a["level"])  # fmt: skip
+    levels = sorted(groups)
+    pr = fit.predict({col: levels}, frame=False)
+    for j, g in enumerate(levels):
+        out["subgroups"].append({
+            "subgroup": g, "column": col, "k": len(groups[g]), "estimate": _f(pr["pred"][j]), "se": _f(pr["se"][j]),
+            "ci_low": _f(pr["ci_low"][j]), "ci_high": _f(pr["ci_high"][j]), "tau2": _f(fit.tau2), "i2": _f(fit.i2),
+        })  # fmt: skip
+    pooled.update(q_between=_f(fit.qm), q_between_df=int(fit.qm_df), q_between_pvalue=_f(fit.qm_pvalue))
+    test = "chi²" if not np.isfinite(fit.qm_df2) else f"F({fit.qm_df}, {int(fit.qm_df2)})"
+    out["notes"].append(
+        f"subgroups: one model with a common tau² ({model.a['method']}); the test for subgroup differences is "
+        f"the omnibus test of the subgroup factor ({test})"
+    )
+
+
+#: Cochrane Handbook 10.11.5: meta-regression is not advisable with fewer than ten studies per characteristic.
+MIN_K_PER_MODERATOR = 10
+
+
+def _moderator_values(studies: dict, effects: list, cols: list[str]) -> tuple[dict, list[str]]:
+    """Per moderator its values for each study (numbers when every value reads as one, else text)."""
+    values: dict[str, list] = {}
+    for col in cols:
+        raw = [studies[e.study_id].get(col) for e in effects]
+        raw = [None if x is None or (isinstance(x, str) and not x.strip()) else x for x in raw]
+        present = [x for x in raw if x is not None]
+        try:
+            nums = [float(x) if not isinstance(x, bool) else None for x in present]
+            numeric = bool(present) and all(v is not None and math.isfinite(v) for v in nums)
+        except (TypeError, ValueError):
+            numeric = False
+        values[col] = [None if x is None else (float(x) if numeric else str(x)) for x in raw]
+    return values, [c for c in cols if all(isinstance(v, float) or v is None for v in values[c])]
+
+
+def _meta_regression(model: _Model, effects: list, studies: dict, analysis: dict) -> dict | None:
+    """Mixed-effects meta-regression on the configured ``moderators`` (studies.csv columns), by the fit object.
+
+    Studies without a value of a moderator are left out of it, each with the reason.  A numeric
+    column is a covariate; a text column a factor with the reference level stated (the first in
+    sorted order unless ``moderator_reference`` names one).  Reports coefficients, QM, QE, tau², I²,
+    the pseudo R², a permutation p-value of QM (metafor ``permutest``), the Cochrane Handbook
+    10.11.5 caveat when there are fewer than ten studies per moderator, and the points and fitted
+    line of a bubble plot per continuous moderator.
+    """
+    cols = list(analysis.get("moderators") or [])
+    if not cols:
+        return None
+    out: dict = {"moderators": cols, "notes": [], "caveat": None, "skipped_reason": None}
+    if model.fit is None and model.tables is not None:
+        out["skipped_reason"] = f"meta-regression needs an inverse-variance method, not {analysis['method']}"
+        return out
+    values, numeric = _moderator_values(studies, effects, cols)
+    keep = [i for i in range(len(effects)) if all(values[c][i] is not None for c in cols)]
+    for i in range(len(effects)):
+        if i not in keep:
+            miss = ", ".join(c for c in cols if values[c][i] is None)
+            out["notes"].append(f"{effects[i].study_id} left out of the meta-regression: no value of {miss}")
+    mods = {c: [values[c][i] for i in keep] for c in cols}
+    ref = dict(analysis.get("moderator_reference") or {})
+    try:
+        X, terms, coding = design_matrix(mods, reference=ref, k=len(keep))
+    except ValueError as err:
+        out["skipped_reason"] = str(err)
+        return out
+    p = X.shape[1]
+    if len(keep) <= p:
+        out["skipped_reason"] = f"{len(keep)} studies with moderator values cannot estimate {p} coefficients and tau²"
+        return out
+    if np.linalg.matrix_rank(X) < p:
+        out["skipped_reason"] = "the moderators are collinear in these studies (some term is not identified)"
+        return out
+    idx = np.array(keep, dtype=np.intp)
+    a = model.a
+    fit = meta_analysis(model.yi[idx], model.vi[idx], mods=mods, method=a["method"], ci=a["ci"], level=a["level"],
+                        reference=ref, slab=[effects[i].study_id for i in keep])  # fmt: skip
+    perm = fit.permutation_test()
+    if fit.k < MIN_K_PER_MODERATOR * len(cols):
+        out["caveat"] = (
+            f"{fit.k} studies for {len(cols)} moderator(s): fewer than {MIN_K_PER_MODERATOR} studies per moderator, "
+            "so the meta-regression is exploratory and may find spurious associations (Cochrane Handbook 10.11.5)"
+        )
+    out.update(
+        k=fit.k, p=fit.p, terms=list(fit.terms), method=fit.method, ci_method=fit.ci_method,
+        reference_levels={c: lv[0] for c, lv in coding if lv is not None},
+        coefficients=[
+            {"term": t, "estimate": _f(fit.beta[j]), "se": _f(fit.se[j]), "statistic": _f(fit.zval[j]),
+             "pvalue": _f(fit.pval[j]), "ci_low": _f(fit.ci_low[j]), "ci_high": _f(fit.ci_high[j])}
+            for j, t in enumerate(fit.terms)
+        ],
+        tau2=_f(fit.tau2), i2=_f(fit.i2), r2=_f(fit.r2), qm=_f(fit.qm), qm_df=int(fit.qm_df),
+        qm_df2=_f(fit.qm_df2), qm_pvalue=_f(fit.qm_pvalue), qe=_f(fit.qe), qe_df=int(fit.qe_df),
+        qe_pvalue=_f(fit.qe_pvalue), permutation_pvalue=_f(perm.qm_pvalue), permutation_exact=perm.exact,
+        permutation_iter=perm.iter, permutation_seed=perm.seed,
+    )  # fmt: skip
+    out["notes"] += list(fit.notes)
+    out["bubble"] = [fit.bubble_data(c) for c in numeric]
+    return out
+
+
 def _brief(d: dict) -> dict:
     return {k: d.get(k) for k in ("k", "estimate", "ci_low", "ci_high", "tau2", "i2")}
 
@@ -221,16 +331,23 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             groups.setdefault(str(r["subgroup"] if r["subgroup"] is not None else "(missing)"), []).append(i)
-        ests, ses = [], []
-        for g in sorted(groups):
-            idx = groups[g]
-            d, _ = model.pooled(idx)
-            out["subgroups"].append({"subgroup": g, "column": col, **{k: d.get(k) for k in ("k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2")}})
-            ests.append(d["estimate"])
-            ses.append(d["se"])
-        if len(groups) >= 2:
-            qb, dfb, pb = pooling.subgroup_difference(np.array(ests), np.array(ses))
-            pooled.update(q_between=_f(qb), q_between_df=int(dfb), q_between_pvalue=_f(pb))
+        common = analysis.get("subgroup_model", "separate") == "common_tau2" and len(groups) >= 2
+        if common and model.fit is None:
+            out["notes"].append("subgroup_model common_tau2 needs an inverse-variance method: subgroups pooled separately")
+            common = False
+        if common:
+            _common_tau2_subgroups(out, pooled, model, groups, col)
+        else:
+            ests, ses = [], []
+            for g in sorted(groups):
+                idx = groups[g]
+                d, _ = model.pooled(idx)
+                out["subgroups"].append({"subgroup": g, "column": col, **{k: d.get(k) for k in ("k", "estimate", "se", "ci_low", "ci_high", "tau2", "i2")}})
+                ests.append(d["estimate"])
+                ses.append(d["se"])
+            if len(groups) >= 2:
+                qb, dfb, pb = pooling.subgroup_difference(np.array(ests), np.array(ses))
+                pooled.update(q_between=_f(qb), q_between_df=int(dfb), q_between_pvalue=_f(pb))
     pooled.setdefault("q_between", None)
     pooled.setdefault("q_between_df", None)
     pooled.setdefault("q_between_pvalue", None)
@@ -263,6 +380,7 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
     out["sensitivity"] = sens
 
     out["small_study"] = _small_study(model)
+    out["meta_regression"] = _meta_regression(model, effects, studies, analysis)
     _add_certainty(out, config, analysis, yi, vi)
     return out
 

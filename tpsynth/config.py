@@ -277,6 +277,11 @@ def validate_config(config: dict, path: str = "config/config.yaml") -> dict:
                 f"{path}: key analyses.{aid}.{where}: method {method} pools 2x2 tables with measure "
                 f"{' or '.join(allowed)}, not {measure}"
             )
+        stray = sorted(set(a.get("moderator_reference") or {}) - set(a.get("moderators") or []))
+        if stray:
+            problems.append(
+                f"{path}: key analyses.{aid}.moderator_reference: {', '.join(stray)} not among the analysis's moderators"
+            )
     problems += _network_problems(config, path)
     problems.extend(_bayes_problems(config, path))
     if problems:

@@ -66,85 +66,110 @@ def _readonly(a) -> np.ndarray:
     return a
 
 
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _columns(mods, data, names) -> list[tuple[str, list]]:
+    """Moderators as (name, values) pairs, whatever form they were given in."""
+    if isinstance(mods, dict):
+        return [(str(c), list(v)) for c, v in mods.items()]
+    if isinstance(mods, (list, tuple)) and mods and all(isinstance(m, str) for m in mods):
+        if data is None:
+            raise ValueError("moderators given by name need data=")
+        cols = list(data.columns) if hasattr(data, "columns") else list(data)
+        missing = [m for m in mods if m not in cols]
+        if missing:
+            raise ValueError(f"moderator column(s) not in data: {', '.join(missing)}")
+        return _columns({m: list(data[m]) for m in mods}, None, None)
+    if hasattr(mods, "columns") and hasattr(mods, "dtypes"):  # pandas DataFrame
+        out = []
+        for c in mods.columns:
+            col = mods[c]
+            numeric = col.dtype.kind in "iuf"
+            out.append((str(c), [float(x) if numeric else x for x in col.tolist()]))
+        return out
+    arr = np.asarray(mods, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    cols = list(names) if names is not None else [f"x{j + 1}" for j in range(arr.shape[1])]
+    return [(str(c), arr[:, j].tolist()) for j, c in enumerate(cols)]
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or (isinstance(x, str) and x.strip() == "")
+
+
 def design_matrix(mods=None, data=None, reference: dict | None = None, names=None, k: int | None = None):
     """Design matrix with intercept, term names and the coding needed to encode new rows.
+
+    A moderator whose values are all numbers is a covariate; any other (text, booleans) is a
+    factor coded as dummies against its reference level (the first in sorted order unless
+    ``reference`` names another), metafor's ``factor()`` coding.
 
     Returns
     -------
     (X, terms, coding)
         ``X`` (k x p, first column the intercept), ``terms`` (p names, the first ``"intrcpt"`` as
-        in metafor) and ``coding``: one ``(column, levels)`` tuple per moderator, ``levels`` None
-        for a covariate, else the factor levels with the reference first.
+        in metafor; ``column[level]`` for a factor level) and ``coding``: one ``(column, levels)``
+        tuple per moderator, ``levels`` None for a covariate, else the factor levels with the
+        reference first.
     """
-    import pandas as pd
-
     reference = dict(reference or {})
     if mods is None:
         if k is None:
             raise ValueError("k is needed for an intercept-only design")
         return np.ones((k, 1)), ("intrcpt",), ()
-    if isinstance(mods, (list, tuple)) and mods and all(isinstance(m, str) for m in mods):
-        if data is None:
-            raise ValueError("moderators given by name need data=")
-        missing = [m for m in mods if m not in data.columns]
-        if missing:
-            raise ValueError(f"moderator column(s) not in data: {', '.join(missing)}")
-        frame = data[list(mods)]
-    elif isinstance(mods, pd.DataFrame):
-        frame = mods
-    else:
-        arr = np.asarray(mods, dtype=float)
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        cols = list(names) if names is not None else [f"x{j + 1}" for j in range(arr.shape[1])]
-        frame = pd.DataFrame(arr, columns=cols)
-    unknown = set(reference) - set(frame.columns)
+    columns = _columns(mods, data, names)
+    unknown = set(reference) - {c for c, _ in columns}
     if unknown:
         raise ValueError(f"reference level given for unknown moderator(s): {', '.join(sorted(unknown))}")
-    cols, terms, coding = [np.ones(len(frame))], ["intrcpt"], []
-    for name in frame.columns:
-        s = frame[name]
-        if s.isna().any():
+    n = len(columns[0][1]) if columns else (k or 0)
+    cols, terms, coding = [np.ones(n)], ["intrcpt"], []
+    for name, values in columns:
+        if len(values) != n:
+            raise ValueError(f"moderator {name!r} has {len(values)} values for {n} studies")
+        if any(_missing(x) for x in values):
             raise ValueError(f"moderator {name!r} has missing values (drop those studies first)")
-        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
-            levels = sorted({str(x) for x in s})
-            ref = str(reference.get(name, levels[0]))
-            if ref not in levels:
-                raise ValueError(f"reference level {ref!r} of {name!r} is not among its levels {levels}")
-            levels = [ref] + [lv for lv in levels if lv != ref]
-            sv = s.astype(str).to_numpy()
-            for lv in levels[1:]:
-                cols.append((sv == lv).astype(float))
-                terms.append(f"{name}[{lv}]")
-            coding.append((str(name), tuple(levels)))
-        else:
-            cols.append(s.to_numpy(dtype=float))
-            terms.append(str(name))
-            coding.append((str(name), None))
+        if all(_is_number(x) for x in values):
+            cols.append(np.asarray(values, dtype=float))
+            terms.append(name)
+            coding.append((name, None))
+            continue
+        sv = np.array([str(x) for x in values], dtype=object)
+        levels = sorted(set(sv))
+        ref = str(reference.get(name, levels[0]))
+        if ref not in levels:
+            raise ValueError(f"reference level {ref!r} of {name!r} is not among its levels {levels}")
+        levels = [ref] + [lv for lv in levels if lv != ref]
+        for lv in levels[1:]:
+            cols.append((sv == lv).astype(float))
+            terms.append(f"{name}[{lv}]")
+        coding.append((name, tuple(levels)))
     X = np.column_stack(cols)
     return X, tuple(terms), tuple(coding)
 
 
 def _encode(newmods, coding, p: int) -> np.ndarray:
     """Rows of a design matrix (with intercept) for ``predict(newmods)``."""
-    import pandas as pd
-
     if newmods is None:
         if p > 1:
             raise ValueError("newmods is needed to predict from a meta-regression")
         return np.ones((1, 1))
+    if hasattr(newmods, "columns") and hasattr(newmods, "dtypes"):  # pandas DataFrame
+        newmods = {c: newmods[c].tolist() for c in newmods.columns}
     if isinstance(newmods, dict):
-        newmods = pd.DataFrame({c: np.atleast_1d(v) for c, v in newmods.items()})
-    if isinstance(newmods, pd.DataFrame):
-        cols = [np.ones(len(newmods))]
+        newmods = {c: list(np.atleast_1d(np.asarray(v, dtype=object))) for c, v in newmods.items()}
+        n = len(next(iter(newmods.values()))) if newmods else 1
+        cols = [np.ones(n)]
         for name, levels in coding:
-            if name not in newmods.columns:
+            if name not in newmods:
                 raise ValueError(f"newmods lacks moderator {name!r}")
             s = newmods[name]
             if levels is None:
-                cols.append(s.to_numpy(dtype=float))
+                cols.append(np.asarray(s, dtype=float))
             else:
-                sv = s.astype(str).to_numpy()
+                sv = np.array([str(x) for x in s], dtype=object)
                 bad = sorted(set(sv) - set(levels))
                 if bad:
                     raise ValueError(f"unknown level(s) {bad} of {name!r}; known: {list(levels)}")
@@ -298,17 +323,16 @@ class MetaAnalysis:
             "pvalue": self.pval, "ci_low": self.ci_low, "ci_high": self.ci_high,
         })  # fmt: skip
 
-    def predict(self, newmods=None, level: float | None = None):
+    def predict(self, newmods=None, level: float | None = None, frame: bool = True):
         """Predicted effects at moderator values (metafor ``predict(newmods=)``).
 
         ``pred = x' beta``, ``se = sqrt(x' V x)``, confidence interval ``pred +/- crit se`` and
         prediction interval ``pred +/- crit sqrt(se^2 + tau^2)`` with ``crit`` normal (Wald) or
         t(k - p) (Knapp-Hartung).  ``newmods``: rows of moderator values in the columns of the
         design matrix after the intercept (array), or a DataFrame / dict with the original
-        moderator columns (factors by level).  None for an intercept-only model.
+        moderator columns (factors by level).  None for an intercept-only model.  Returns a
+        DataFrame (``frame=False``: a dict of numpy columns, without importing pandas).
         """
-        import pandas as pd
-
         level = self.level if level is None else level
         Xn = _encode(newmods, self.coding, self.p)
         pred = Xn @ self.beta
@@ -316,10 +340,15 @@ class MetaAnalysis:
         alpha = 1 - level
         crit = -special.ndtri(alpha / 2) if not np.isfinite(self.df) else -special.stdtrit(self.df, alpha / 2)
         half_pi = crit * np.sqrt(se * se + self.tau2)
-        return pd.DataFrame({
+        cols = {
             "pred": pred, "se": se, "ci_low": pred - crit * se, "ci_high": pred + crit * se,
             "pi_low": pred - half_pi, "pi_high": pred + half_pi,
-        })  # fmt: skip
+        }  # fmt: skip
+        if not frame:
+            return cols
+        import pandas as pd
+
+        return pd.DataFrame(cols)
 
     def _many(self, subsets: list[np.ndarray]):
         """All subsets' fits (in bounded-memory chunks; no tau² CI: the frames do not show it)."""
@@ -453,6 +482,90 @@ class MetaAnalysis:
             pval=_readonly(np.minimum(pval, 1.0)), qm_pvalue=qm_p, exact=bool(exact), iter=int(n),
             seed=None if exact else int(seed), terms=self.terms,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ figures
+    def bubble_data(self, moderator: str) -> dict:
+        """Points and fitted line of a bubble plot on a continuous ``moderator`` (metafor ``regplot``):
+        101 grid points from its minimum to its maximum, the other design columns at their means."""
+        terms = list(self.terms)
+        if moderator not in terms or dict(self.coding).get(moderator, ()) is not None:
+            raise ValueError(f"{moderator!r} is not a continuous moderator of this model (terms: {', '.join(terms[1:])})")
+        j = terms.index(moderator)
+        x = np.asarray(self.X[:, j])
+        grid = np.linspace(x.min(), x.max(), 101)
+        rows = np.tile(self.X.mean(axis=0), (grid.size, 1))
+        rows[:, j] = grid
+        pr = self.predict(rows, frame=False)
+        return {
+            "moderator": moderator, "x": x.tolist(), "yi": self.yi.tolist(), "vi": self.vi.tolist(),
+            "weights": self.weights.tolist(), "study_id": list(self.slab), "grid": grid.tolist(),
+            "pred": pr["pred"].tolist(), "ci_low": pr["ci_low"].tolist(), "ci_high": pr["ci_high"].tolist(),
+            "slope": float(self.beta[j]), "slope_pvalue": float(self.pval[j]),
+        }  # fmt: skip
+
+    def _analysis(self, measure, title, intervention, comparator) -> dict:
+        """The fit in the layout of ``results/analyses/{id}.json`` that the pipeline's figures read."""
+        from .analysis import MIN_K_SMALL_STUDY, _pooled_dict
+
+        level = self.level
+        z = -special.ndtri((1 - level) / 2)
+        studies = [
+            {"study_id": s, "author": s, "year": None, "yi": float(y), "vi": float(v), "weight": float(w),
+             "ci_low": float(y - z * math.sqrt(v)), "ci_high": float(y + z * math.sqrt(v))}
+            for s, y, v, w in zip(self.slab, self.yi, self.vi, self.weights, strict=True)
+        ]  # fmt: skip
+        out = {
+            "analysis_id": title, "settings": {"measure": measure, "level": level, "title": title},
+            "outcome": {"label": title}, "labels": {"intervention": [intervention], "comparator": [comparator]},
+            "studies": studies, "subgroups": [], "small_study": {},
+        }  # fmt: skip
+        if self.p == 1:
+            out["pooled"] = {**_pooled_dict(self.as_pooled()), "measure": measure}
+            if self.k >= MIN_K_SMALL_STUDY:
+                tf = self.trimfill()
+                out["small_study"] = {"egger_pvalue": self.egger().pvalue, "trimfill_k0": tf.k0,
+                                      "trimfill_filled_yi": tf.filled_yi.tolist(),
+                                      "trimfill_filled_vi": tf.filled_vi.tolist()}  # fmt: skip
+        else:
+            out["pooled"] = {"measure": measure}
+            out["meta_regression"] = {
+                "moderators": [c for c, _ in self.coding], "k": self.k, "tau2": self.tau2, "i2": self.i2, "r2": self.r2,
+                "qm": self.qm, "qm_df": self.qm_df, "qm_df2": self.qm_df2 if np.isfinite(self.qm_df2) else None,
+                "qm_pvalue": self.qm_pvalue, "method": self.method, "ci_method": self.ci_method,
+                "permutation_pvalue": None, "caveat": None,
+                "bubble": [self.bubble_data(c) for c, lv in self.coding if lv is None],
+            }  # fmt: skip
+        return out
+
+    def forest(self, measure: str = "", title: str = "Meta-analysis", intervention: str = "Intervention",
+               comparator: str = "Comparator"):  # fmt: skip
+        """Forest plot of an intercept-only fit, drawn by the pipeline's own code
+        (:func:`tpsynth.figures.forest.forest_figure`); returns the matplotlib Figure (save it with
+        :func:`tpsynth.figures.common.save_all` for byte-identical PNG, SVG and PDF).  ``measure``
+        (e.g. ``"RR"``) sets the axis label and back-transforms ratio measures."""
+        from .figures.forest import forest_figure
+
+        if self.p != 1:
+            raise ValueError("forest() draws intercept-only models; use bubble(moderator) for a meta-regression")
+        return forest_figure(self._analysis(measure, title, intervention, comparator))
+
+    def funnel(self, measure: str = "", title: str = "Meta-analysis"):
+        """Contour-enhanced funnel plot (:func:`tpsynth.figures.funnel.funnel_figure`, with the
+        trim-and-fill studies when k >= 10, as in the pipeline); returns the Figure."""
+        from .figures.funnel import funnel_figure
+
+        if self.p != 1:
+            raise ValueError("funnel() draws intercept-only models")
+        return funnel_figure(self._analysis(measure, title, "Intervention", "Comparator"))
+
+    def bubble(self, moderator: str, measure: str = "", title: str = "Meta-regression"):
+        """Bubble plot on a continuous moderator (:func:`tpsynth.figures.bubble.bubble_figure`,
+        metafor ``regplot``); returns the Figure."""
+        from .figures.bubble import bubble_figure
+
+        if self.p == 1:
+            raise ValueError("bubble() needs a meta-regression (mods=...)")
+        return bubble_figure(self._analysis(measure, title, "Intervention", "Comparator"), moderator)
 
     # ----------------------------------------------------------------- printing
     def summary(self, digits: int = 4) -> str:

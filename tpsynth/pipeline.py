@@ -292,6 +292,8 @@ def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str
     tables.write_csv(outputs["bayes"], tables.BAYES_COLUMNS, t["bayes"])
     tables.write_csv(outputs["bayes_sensitivity"], tables.BAYES_SENSITIVITY_COLUMNS, t["bayes_sensitivity"])
     tables.write_csv(outputs["bayes_studies"], tables.BAYES_STUDY_COLUMNS, t["bayes_studies"])
+    tables.write_csv(outputs["meta_regression"], tables.META_REGRESSION_COLUMNS, t["meta_regression"])
+    tables.write_csv(outputs["meta_regression_fit"], tables.META_REGRESSION_FIT_COLUMNS, t["meta_regression_fit"])
     tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
     networks = [tables.read_json(p) for p in network_jsons]
     tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results + networks))

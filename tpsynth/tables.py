@@ -34,6 +34,11 @@ BAYES_SENSITIVITY_COLUMNS = [
     "analysis_id", "kind", "prior", "estimate", "ci_low", "ci_high", "tau_median", "prob_benefit", "prob_important_benefit",
 ]  # fmt: skip
 BAYES_STUDY_COLUMNS = ["analysis_id", "study_id", "median", "mean", "sd", "ci_low", "ci_high"]
+META_REGRESSION_COLUMNS = ["analysis_id", "term", "estimate", "se", "statistic", "pvalue", "ci_low", "ci_high"]
+META_REGRESSION_FIT_COLUMNS = [
+    "analysis_id", "moderators", "k", "p", "tau2", "i2", "r2", "qm", "qm_df", "qm_df2", "qm_pvalue", "qe", "qe_df",
+    "qe_pvalue", "permutation_pvalue",
+]  # fmt: skip
 EFFECT_COLUMNS = [
     "analysis_id", "study_id", "measure", "yi", "vi", "n_intervention", "n_comparator", "timepoint_weeks",
     "instrument", "source", "derived", "low_confidence", "int_n", "int_mean", "int_sd", "int_events", "cmp_n",
@@ -143,7 +148,8 @@ def read_json(path: str | Path):
 def result_tables(results: list[dict]) -> dict[str, list[dict]]:
     """Rows of pooled, study_effects, subgroups, sensitivity, small_study and effects tables."""
     t: dict[str, list[dict]] = {k: [] for k in ("pooled", "study_effects", "subgroups", "sensitivity", "small_study", "effects",
-                                                "bayes", "bayes_sensitivity", "bayes_studies")}  # fmt: skip
+                                                "bayes", "bayes_sensitivity", "bayes_studies", "meta_regression",
+                                                "meta_regression_fit")}  # fmt: skip
     for res in results:
         aid = res["analysis_id"]
         p = dict(res["pooled"])
@@ -168,6 +174,11 @@ def result_tables(results: list[dict]) -> dict[str, list[dict]]:
                 t["bayes_sensitivity"].append({"analysis_id": aid, **r})
             for r in b["studies"]:
                 t["bayes_studies"].append({"analysis_id": aid, **r})
+        mr = res.get("meta_regression")
+        if mr and not mr.get("skipped_reason"):
+            for r in mr["coefficients"]:
+                t["meta_regression"].append({"analysis_id": aid, **r})
+            t["meta_regression_fit"].append({"analysis_id": aid, **mr, "moderators": ";".join(mr["moderators"])})
     return t
 
 

@@ -496,7 +496,8 @@ def validate_sheets(
 
 
 def _check_study_columns(config, sheets, studies_path, config_path, problems):
-    """Each analysis's ``subgroup`` and ``where`` name columns of studies.csv, and ``where`` values that occur."""
+    """Each analysis's ``subgroup``, ``moderators`` and ``where`` name columns of studies.csv, and ``where``
+    values that occur."""
     columns = list(sheet_spec("studies").columns) + list(sheets.extra_study_columns)
 
     def unknown(key, col):
@@ -507,6 +508,9 @@ def _check_study_columns(config, sheets, studies_path, config_path, problems):
     for aid, a in (config.get("analyses") or {}).items():
         if a.get("subgroup") and a["subgroup"] not in columns:
             unknown(f"analyses.{aid}.subgroup", a["subgroup"])
+        for col in a.get("moderators") or []:
+            if col not in columns:
+                unknown(f"analyses.{aid}.moderators", col)
         for col, vals in where_items(a.get("where")):
             if col not in columns:
                 unknown(f"analyses.{aid}.where", col)

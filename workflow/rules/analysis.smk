@@ -35,6 +35,8 @@ rule collect:
         bayes="results/bayes.csv",
         bayes_sensitivity="results/bayes_sensitivity.csv",
         bayes_studies="results/bayes_studies.csv",
+        meta_regression="results/meta_regression.csv",
+        meta_regression_fit="results/meta_regression_fit.csv",
         effects="data/processed/effects.csv",
         dataflow="data/processed/dataflow.csv",
     conda:

@@ -54,3 +54,30 @@ rule summary_figure:
         "logs/figures/summary.log",
     script:
         "../../scripts/summary_figure.py"
+
+
+# Meta-regression (analyses with moderators:): one bubble plot per continuous moderator, in a directory
+# per analysis (which moderators are continuous is known only from the sheets): {moderator}.png/.svg/.pdf
+MODERATED = [a for a in ANALYSES if config["analyses"][a].get("moderators")]
+
+
+rule bubble:
+    input:
+        json=after_ingest("results/analyses/{analysis_id}.json"),
+        code=FIGURE_CODE,
+    output:
+        report(
+            directory("results/figures/bubble_{analysis_id}"),
+            patterns=["{moderator}.png"],
+            caption="../report/bubble.rst",
+            category="Meta-regression",
+            subcategory="{analysis_id}",
+        ),
+    conda:
+        "../envs/tpsynth.yaml"
+    log:
+        "logs/figures/bubble_{analysis_id}.log",
+    wildcard_constraints:
+        analysis_id="[A-Za-z0-9_.-]+",
+    script:
+        "../../scripts/bubble.py"
