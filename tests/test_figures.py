@@ -310,3 +310,22 @@ def test_capped_tau2_bound_is_shown_as_lower_limit():
     plain = _stats_lines({"settings": {}}, pooled, 2, False, False)[0]
     assert "[0.000, >100]" in capped
     assert "[0.000, 100.000]" in plain
+
+
+def test_bayesian_result_is_a_labelled_second_diamond_and_in_the_summary():
+    """Issue 9: the Bayesian posterior median and credible interval appear as their own labelled row in the
+    forest plot and beside the frequentist interval in the summary figure; never for a single study."""
+    a = make_analysis(4, aid="few")
+    p = a["pooled"]
+    a["bayes"] = {"estimate": p["estimate"] + 0.05, "ci_low": p["estimate"] - 0.4, "ci_high": p["estimate"] + 0.5,
+                  "tau_prior": "half_normal(0.5)", "mu_prior": "flat"}  # fmt: skip
+    fig = forest_figure(a)
+    svg = svg_of(fig)
+    assert 'id="diamond-bayes"' in svg and 'id="diamond-overall"' in svg
+    assert any(t.startswith("Bayesian random effects (95% credible interval)") for t in texts(fig))
+    assert any("Purple diamond: Bayesian random-effects posterior median" in t for t in texts(fig))
+    one = make_analysis(1, aid="one")
+    one["bayes"] = dict(a["bayes"])
+    assert "diamond-bayes" not in svg_of(forest_figure(one))
+    s = svg_of(summary_figure([a, one]))
+    assert ids(s, "summary-bayes-") == {"summary-bayes-few", "summary-bayes-ci-few"}

@@ -33,6 +33,7 @@ X_WEIGHT = 5.22  # right edge of the weight column
 X_EFFECT = 6.08  # centre of the effect text column
 PLOT_X0, PLOT_W = 7.0, 2.6
 X_ROB = 9.98
+BAYES_COLOUR = "#6a3d9a"  # the Bayesian diamond (purple), distinct from the frequentist one
 WIDTH = 10.4
 
 HEADER_NAMES = {
@@ -181,6 +182,9 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
         study_rows(studies if many else _sort_studies(studies, sort_by))
         rows.append({"kind": "blank"})
     rows.append({"kind": "total"})
+    bayes = analysis.get("bayes") if not single else None
+    if bayes and c.isnum(bayes.get("estimate")):
+        rows.append({"kind": "bayes"})
     has_pi = (not single) and k >= 3 and c.isnum(pooled.get("pi_low")) and c.isnum(pooled.get("pi_high"))
     if has_pi:
         rows.append({"kind": "pi"})
@@ -242,6 +246,9 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     bounds += [pooled.get("ci_low"), pooled.get("ci_high")]
     if has_pi:
         bounds += [pooled.get("pi_low"), pooled.get("pi_high")]
+    if bayes:
+        points.append(bayes.get("estimate"))
+        bounds += [bayes.get("ci_low"), bayes.get("ci_high")]
     xlim = c.effect_axis(ax, points, bounds, ratio)
 
     def disp(v):
@@ -346,6 +353,12 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
                      ha="center", fontweight="bold")  # fmt: skip
                 diamond(r, pooled.get("estimate"), pooled.get("ci_low"), pooled.get("ci_high"), "diamond-overall",
                         c.DIAMOND)  # fmt: skip
+        elif kind == "bayes":
+            text(X_STUDY, y_in, f"Bayesian random effects ({level} credible interval)", fontweight="bold",
+                 color=BAYES_COLOUR)  # fmt: skip
+            text(X_EFFECT, y_in, c.effect_text(bayes["estimate"], bayes.get("ci_low"), bayes.get("ci_high"), ratio,
+                                               digits), ha="center", fontweight="bold", color=BAYES_COLOUR)  # fmt: skip
+            diamond(r, bayes["estimate"], bayes.get("ci_low"), bayes.get("ci_high"), "diamond-bayes", BAYES_COLOUR)
         elif kind == "pi":
             text(X_STUDY, y_in, f"{level} prediction interval", color=c.PI_COLOUR)
             lo, hi = c.to_display(pooled["pi_low"], ratio), c.to_display(pooled["pi_high"], ratio)
@@ -438,6 +451,10 @@ def _footnotes(analysis, measure, studies, single, has_pi, level, random) -> lis
         what += f" Diamond: pooled estimate and its {level} CI ({c.method_text(analysis.get('pooled') or {})})."
     if has_pi:
         what += f" Red bar: {level} prediction interval."
+    b = analysis.get("bayes") if not single else None
+    if b and c.isnum(b.get("estimate")):
+        what += (f" Purple diamond: Bayesian random-effects posterior median and {level} credible interval (prior on"
+                 f" tau {b.get('tau_prior')}, {b.get('mu_prior')} prior on the effect).")  # fmt: skip
     notes.append(what)
     if c.is_ratio(measure):
         notes.append(f"{c.MEASURE_NAMES[measure]}s on a log axis; values > 1 mean more events with the intervention.")

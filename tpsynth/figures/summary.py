@@ -27,6 +27,9 @@ X_CERT = 10.3
 ORDER = ("MD", "SMD", "RD", "RR", "OR")
 
 
+BAYES_COLOUR = "#6a3d9a"  # as the Bayesian diamond of the forest plot
+
+
 def certainty_text(pooled: dict) -> str:
     """The certainty of the evidence as stored in ``pooled["certainty"]`` (a string, or a dict with
     ``rating``/``level``/``certainty``); a dash when absent."""
@@ -119,6 +122,8 @@ def summary_figure(analyses: list[dict]):
             p = a.get("pooled") or {}
             pts.append(p.get("estimate"))
             bnds += [p.get("ci_low"), p.get("ci_high"), p.get("pi_low"), p.get("pi_high")]
+            b = a.get("bayes") or {}
+            bnds += [b.get("ci_low"), b.get("ci_high")]
         xlim = c.effect_axis(ax, pts, bnds, ratio)
         for r, a in enumerate(rows):
             _row(fig, ax, text, a, r, y - (r + 0.5) * ROW, ratio, xlim)
@@ -138,7 +143,8 @@ def summary_figure(analyses: list[dict]):
         y -= AXIS_SPACE
     note = (
         "Diamonds: pooled estimates (method as in each forest plot) with 95% CI (thick line) and 95% prediction"
-        " interval (thin red line; k \u2265 3). k: studies; N: participants. Certainty: certainty of the evidence"
+        " interval (thin red line; k \u2265 3); purple, just below: Bayesian posterior median with 95% credible"
+        " interval (k \u2265 2; prior in each forest plot). k: studies; N: participants. Certainty: certainty of the evidence"
         f" (GRADE); {c.DASH} not yet assessed. Arrows: interval beyond the axis."
     )
     text(LEFT, 0.42, c.wrap(note, 170, 3), fontsize=7, va="top", color="#333333")
@@ -171,6 +177,14 @@ def _row(fig, ax, text, a: dict, r: int, y_in: float, ratio: bool, xlim) -> None
     else:
         text(X_PI, y_in, c.DASH, ha="center", color=c.GREY)
     _interval(ax, r, p.get("ci_low"), p.get("ci_high"), ratio, xlim, f"summary-ci-{aid}", "black", 2.4)
+    b = a.get("bayes") if not single else None
+    if b and c.isnum(b.get("estimate")):
+        yb = r + 0.3
+        _interval(ax, yb, b.get("ci_low"), b.get("ci_high"), ratio, xlim, f"summary-bayes-ci-{aid}", BAYES_COLOUR, 1.4)
+        eb = c.to_display(b["estimate"], ratio)
+        if xlim[0] <= eb <= xlim[1]:
+            ax.plot([eb], [yb], marker="D", ms=4.5, color=BAYES_COLOUR, mec="white", mew=0.5, ls="none", zorder=5,
+                    gid=f"summary-bayes-{aid}")  # fmt: skip
     e = c.to_display(p["estimate"], ratio)
     if xlim[0] <= e <= xlim[1]:
         ax.plot([e], [r], marker="s" if single else "D", ms=6.5 if single else 7, color=c.SQUARE if single else
