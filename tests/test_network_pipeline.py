@@ -248,6 +248,10 @@ def test_snakemake_stage(tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     assert run.returncode == 0, run.stderr[-3000:]
     first = {f: hashlib.sha256((wd / f).read_bytes()).hexdigest() for f in targets + figs}
+    est = list(csv.DictReader((wd / "results/network_estimates.csv").open()))
+    # config node order (not alphabetical) survives the evidence slice
+    assert [(r["treatment"], r["comparator"]) for r in est[:3]] == [("Needling", "Manual"), ("Needling", "Sham"),
+                                                                    ("Needling", "Usual care")]  # fmt: skip
     rows = list(csv.DictReader((wd / "results/network_fit.csv").open()))
     assert rows[0]["network_id"] == "pain_net" and rows[0]["k"] == "4"
     assert (wd / "logs/network/pain_net.log").read_text().count("codes in no node") == 1

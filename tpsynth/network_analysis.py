@@ -34,6 +34,8 @@ def network_settings(config: dict, network_id: str) -> dict:
     """The network's settings with defaults: method REML, the config's level, timepoint rule, randomised_only."""
     n = dict(config["networks"][network_id])
     n.setdefault("method", "REML")
+    # the node order is the order of every output; kept as a list because JSON slices sort mapping keys
+    n["node_order"] = list(n.get("node_order") or n["nodes"])
     d = config.get("defaults") or {}
     for key in ("level", "timepoint_rule", "randomised_only"):
         n.setdefault(key, d.get(key, {"level": 0.95, "timepoint_rule": "latest", "randomised_only": True}[key]))
@@ -163,7 +165,7 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
         "outcome_label": outcome.get("label", settings["outcome"]), "higher_is_better": hib,
         "measure": settings["measure"], "method": settings["method"], "level": settings["level"],
         "timepoint_weeks": list(settings["timepoint_weeks"]), "nodes": data.nodes, "reference": settings["reference"],
-        "node_codes": {nd: list(codes) for nd, codes in settings["nodes"].items()},
+        "node_codes": [{"node": nd, "codes": list(settings["nodes"][nd])} for nd in settings["node_order"]],
         "mid": _f(mid), "mid_source": mid_source,
         "representative_sd": _f(representative_sd(data)) if settings["measure"] == "SMD" else None,
         "reference_scale": outcome.get("reference_scale"),

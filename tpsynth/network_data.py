@@ -113,7 +113,7 @@ def build_network_data(network: dict, arms: list[dict], contrasts: list[dict], s
     measure = network["measure"]
     dichotomous = measure in DICHOTOMOUS_MEASURES
     lo_w, hi_w = network["timepoint_weeks"]
-    order = list(network["nodes"])
+    order = list(network.get("node_order") or network["nodes"])
     node = node_of(network)
     flow: list[dict] = []
 

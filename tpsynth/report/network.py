@@ -170,7 +170,7 @@ def network_section(result: dict, figures: dict) -> dict:
         "favours": f"{'higher' if result['higher_is_better'] else 'lower'} values favour the first-named treatment"
                    + (" (ratios: above 1)" if m in ("OR", "RR") and result["higher_is_better"] else
                       " (ratios: below 1)" if m in ("OR", "RR") else ""),
-        "nodes": [{"node": nd, "codes": codes} for nd, codes in result.get("node_codes", {}).items()],
+        "nodes": result["node_codes"],
         "excluded": result["excluded"],
         "studies": result["studies"],
         "graph": figures.get(f"network_graph_{nid}"), "forest": figures.get(f"network_forest_{nid}"),
