@@ -14,7 +14,10 @@ printed:
   analyse ID      one analysis (rule analyse), leave-one-out and cumulative pooling included
   collect         result tables and the data flow (rule collect)
   figures ID      forest and funnel plots of one analysis, PNG/SVG/PDF (rule figures)
-  report          results/report.html (rule report)
+  report          the summary figure (rule summary_figure) and results/report.html (rule report)
+  workflow        the whole workflow again, as `make report` runs it (snakemake -c 2 --forceall)
+
+Peak memory is that of the stage's largest process. The package must be installed (``make``'s .venv).
 
 Usage: python benchmarks/scale.py [--sizes 1000 10000 100000] [--stages validate ingest ...] [--keep]
 """
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ["validate", "parse", "ingest", "analyse", "collect", "figures", "report"]
+STAGES = ["validate", "parse", "ingest", "analyse", "collect", "figures", "report", "workflow"]
 ANALYSES = ["pain_md", "resp_rr"]
 WEEKS = [1, 4, 8, 12, 26]
 
@@ -113,47 +116,55 @@ def generate(wd: Path, n_studies: int, seed: int = 20261129) -> int:
     return rows
 
 
-PRELUDE = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tpsynth.config import load_config; config = load_config()\n"
+PRELUDE = "from tpsynth.config import load_config; config = load_config()\n"
+OUTPUTS = {
+    "pooled": "results/pooled.csv", "study_effects": "results/study_effects.csv",
+    "subgroups": "results/subgroups.csv", "sensitivity": "results/sensitivity.csv",
+    "small_study": "results/small_study.csv", "bayes": "results/bayes.csv",
+    "bayes_sensitivity": "results/bayes_sensitivity.csv", "bayes_studies": "results/bayes_studies.csv",
+    "effects": "data/processed/effects.csv", "dataflow": "data/processed/dataflow.csv",
+}  # fmt: skip
 
 
 def stage_commands(wd: Path) -> list[tuple[str, str, list[str]]]:
+    """(stage, label, command) of each job, calling what scripts/*.py call (tpsynth.pipeline)."""
     py = sys.executable
+    ev = "data/processed/evidence.json"
     cmds = [
         ("validate", "validate", [py, "-m", "tpsynth", "validate"]),
         ("parse", "parse", [py, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-n", "-c", "1",
                             "--quiet", "all"]),  # fmt: skip
         ("ingest", "ingest", [py, "-c", PRELUDE + "from tpsynth.pipeline import run_ingest\n"
-                              "run_ingest(config, 'data/processed/arms.csv', 'data/processed/ingest_flow.csv')"]),
+                              f"run_ingest(config, {ev!r}, 'data/processed/arms.csv', 'data/processed/slices')"]),
     ]  # fmt: skip
     for a in ANALYSES:
-        cmds.append(("analyse", f"analyse {a}", [py, "-c", PRELUDE + "from tpsynth.pipeline import run_one_analysis\n"
-                     f"run_one_analysis(config, {a!r}, 'results/analyses/{a}.json')"]))  # fmt: skip
-    outs = {"pooled": "results/pooled.csv", "study_effects": "results/study_effects.csv",
-            "subgroups": "results/subgroups.csv", "sensitivity": "results/sensitivity.csv",
-            "small_study": "results/small_study.csv", "effects": "data/processed/effects.csv",
-            "dataflow": "data/processed/dataflow.csv"}  # fmt: skip
+        cmds.append(("analyse", f"analyse {a}", [py, "-c", "from tpsynth.pipeline import run_one_analysis\n"
+                     f"run_one_analysis('data/processed/slices/{a}.json', 'results/analyses/{a}.json')"]))  # fmt: skip
     jsons = [f"results/analyses/{a}.json" for a in ANALYSES]
-    cmds.append(("collect", "collect", [py, "-c", PRELUDE + "from tpsynth.pipeline import run_collect\n"
-                 f"run_collect({jsons!r}, 'data/processed/ingest_flow.csv', {outs!r})"]))  # fmt: skip
+    cmds.append(("collect", "collect", [py, "-c", "from tpsynth.pipeline import run_collect\n"
+                 f"run_collect({jsons!r}, {ev!r}, {OUTPUTS!r})"]))  # fmt: skip
     for a in ANALYSES:
-        cmds.append(("figures", f"figures {a}", [py, "-c", PRELUDE + (
+        cmds.append(("figures", f"figures {a}", [py, "-c", (
             "from tpsynth.figures import forest_figure, funnel_figure, save_all\n"
             "from tpsynth.tables import read_json\n"
             f"a = read_json('results/analyses/{a}.json')\n"
             f"save_all(forest_figure(a), 'results/figures/forest_{a}')\n"
             f"save_all(funnel_figure(a), 'results/figures/funnel_{a}')\n")]))  # fmt: skip
     figs = {f"{kind}_{a}": f"results/figures/{kind}_{a}.png" for a in ANALYSES for kind in ("forest", "funnel")}
-    cmds.append(("report", "report", [py, "-c", PRELUDE + (
+    cmds.append(("report", "summary figure", [py, "-c", (
         "from tpsynth.figures import summary_figure, save_all\n"
         "from tpsynth.tables import read_json\n"
-        f"save_all(summary_figure([read_json(p) for p in {jsons!r}]), 'results/figures/summary', ('png',))\n"
+        f"save_all(summary_figure([read_json(p) for p in {jsons!r}]), 'results/figures/summary')\n")]))  # fmt: skip
+    cmds.append(("report", "report", [py, "-c", PRELUDE + (
         "from tpsynth.report import build_report\n"
-        f"html = build_report(analysis_paths={jsons!r}, config=config, sheet_paths=dict(config['data']),"
+        f"html = build_report(analysis_paths={jsons!r}, config=config, evidence_path={ev!r},"
         " config_paths=['config/config.yaml'], dataflow_path='data/processed/dataflow.csv',"
         " arms_path='data/processed/arms.csv', pooled_path='results/pooled.csv',"
         f" figure_paths={{**{figs!r}, 'summary': 'results/figures/summary.png'}}, basedir={str(ROOT)!r},"
-        " source_date_epoch='0')\n"
+        " source_date_epoch='0', network_paths=[])\n"
         "open('results/report.html', 'w', encoding='utf-8').write(html)\n")]))  # fmt: skip
+    cmds.append(("workflow", "snakemake -c 2", [py, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd),
+                                                "-c", "2", "--quiet", "all", "--forceall"]))  # fmt: skip
     return cmds
 
 
