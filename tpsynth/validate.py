@@ -152,6 +152,21 @@ def _parse_cell(raw: str, spec: ColumnSpec):
     return value, None
 
 
+#: Distinct cell texts remembered per column while reading a sheet (bounds the memory of the cache).
+CELL_CACHE = 100_000
+
+
+def _cell_value(text: str, cspec: ColumnSpec | None) -> tuple:
+    """(value, error or None, cell is blank) of one cell; ``cspec`` None for an extra (studies) column."""
+    stripped = text.strip()
+    if cspec is None:  # extra column (studies only): kept as text
+        return stripped or None, None, not stripped
+    if stripped == "":
+        return (cspec.default if not cspec.required else None), None, True
+    value, err = _parse_cell(text, cspec)
+    return value, err, False
+
+
 def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[list[dict], list[str]] | None:
     """Read and type-check one sheet; append problems; return typed rows and extra columns."""
     try:
@@ -202,34 +217,38 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
     if bad:
         return None
     rows = []
+    present = set(header)
+    absent = [(col, cspec.default) for col, cspec in spec.columns.items() if col not in present]
+    position = {col: i for i, col in enumerate(header)}
+    must_fill = [(col, position[col], cspec.may_be_empty_if, position.get(cspec.may_be_empty_if))
+                 for col, cspec in spec.columns.items()
+                 if col in present and cspec.required and not cspec.may_be_empty]  # fmt: skip
+    # Per column, the parsed result of each distinct cell text: columns repeat their values (codes,
+    # units, n, rounded statistics), so most cells are parsed once and rows share the value objects.
+    columns = [(col, spec.columns.get(col), {}) for col in header]
     for line, fields in table.rows:
         if len(fields) != len(header):
             problems.append(
                 Problem(path, line, None, f"row has {len(fields)} fields but the header has {len(header)}")
             )
             continue
-        raw = dict(zip(header, fields, strict=True))
         row: dict = {"_line": line}
-        for col, text in raw.items():
-            cspec = spec.columns.get(col)
-            if cspec is None:  # extra column (studies only): kept as text
-                row[col] = text.strip() or None
-                continue
-            if text.strip() == "":
-                row[col] = cspec.default if not cspec.required else None
-                continue
-            value, err = _parse_cell(text, cspec)
+        for (col, cspec, cache), text in zip(columns, fields, strict=True):
+            got = cache.get(text)
+            if got is None:
+                got = _cell_value(text, cspec)
+                if len(cache) < CELL_CACHE:
+                    cache[text] = got
+            value, err, _ = got
             if err:
                 problems.append(Problem(path, line, col, err))
                 row["_invalid"] = True
             row[col] = value
-        for col, cspec in spec.columns.items():
-            row.setdefault(col, cspec.default)
-            if not cspec.required or cspec.may_be_empty:
-                continue
-            if col in raw and raw[col].strip() == "":
-                cond = cspec.may_be_empty_if
-                if cond and (raw.get(cond) or "").strip():
+        for col, default in absent:
+            row[col] = default
+        for col, i, cond, j in must_fill:
+            if not fields[i].strip():
+                if j is not None and fields[j].strip():
                     continue
                 extra_msg = f" (it may be blank only when {cond} is given)" if cond else ""
                 problems.append(Problem(path, line, col, f"required value is empty{extra_msg}"))
@@ -587,6 +606,10 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     ingest_reason = {(f["sheet"], f["line"]): f["reason"] for f in ingest if f["state"] == "excluded"}
     studies = {s["study_id"]: s for s in sheets.studies}
     usable_contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
+    # which interventions each study has rows of, per outcome (one pass: the check below stays linear)
+    arms_of: dict[tuple, set] = {}
+    for r in sheets.outcomes:
+        arms_of.setdefault((r.get("study_id"), r.get("outcome")), set()).add(r.get("intervention"))
     found: dict[tuple, list[str]] = {}
 
     def add(key, column, reason, aid):
@@ -605,11 +628,9 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
                 continue
             if key[0] == "outcomes":  # a row on one side of a study that has rows on the other side
                 here = 0 if row.get("intervention") in sides[0] else 1 if row.get("intervention") in sides[1] else None
-                on_side = here is not None and any(
-                    r.get("study_id") == row.get("study_id") and r.get("outcome") == row.get("outcome")
-                    and r.get("intervention") in sides[1 - here]
-                    for r in sheets.outcomes
-                )  # fmt: skip
+                on_side = here is not None and not sides[1 - here].isdisjoint(
+                    arms_of.get((row.get("study_id"), row.get("outcome")), ())
+                )
             else:
                 codes = (row.get("intervention"), row.get("comparator"))
                 on_side = (codes[0] in sides[0] and codes[1] in sides[1]) or (codes[0] in sides[1] and codes[1] in sides[0])
