@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: report test test-fast reference lint pipeline bench clean-results
+.PHONY: report test test-cluster test-fast reference lint pipeline bench clean-results
 
 # One progress line per step (pip itself stays quiet; its full output is in $(VENV)/install.log).
 $(STAMP): requirements.txt pyproject.toml
@@ -29,6 +29,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 	$(BIN)/python -m pytest
+
+# The workflow on a real one-node SLURM cluster started on this machine from Debian's packages (needs root:
+# apt-get when slurm-wlm/munge are missing, and the daemons); see .ci/test-cluster. CI runs it after `test`.
+test-cluster: $(STAMP)
+	.ci/test-cluster
 
 # The code tests without the slow ones (pipeline runs, the browser, the full corpus): for quick edit-test loops.
 test-fast: $(STAMP)
