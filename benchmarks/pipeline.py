@@ -6,7 +6,10 @@ Prints, on this machine:
   * a cold run (fresh working directory, nothing computed) of ``snakemake --cores 2``;
   * a rerun with nothing changed;
   * a rerun after editing one study (which jobs rerun, and the time);
-and the ratios to the import reference. Targets (issue 2): cold <= 6x, rerun <= 1x.
+and the ratios to the import reference, measured side by side (before and after the runs, on the same
+machine). Targets (issue 13): cold <= 4x, rerun <= 1x. Then where the time goes: CPU seconds per rule
+(each job's log ends with its CPU and wall time, tpsynth.pipeline.job_log) and, in one process, the
+cost of drawing each figure and writing it as PNG (200 dpi), SVG and PDF.
 
 Usage: python benchmarks/pipeline.py [--workdir-source DIR] (default: this repository's shipped data).
 """
@@ -51,9 +54,56 @@ def snakemake(wd: Path, *extra: str):
 
 
 def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    text = proc.stdout + proc.stderr
-    block = text.split("Job stats:")[1] if "Job stats:" in text else ""
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", block, flags=re.M) if k != "total"}
+    """Jobs that ran, by rule (from "Finished jobid: N (Rule: NAME)"; the job stats printed first list
+    every job downstream of the ingest checkpoint, before Snakemake knows which of them must rerun)."""
+    counts: dict[str, int] = {}
+    for name in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", proc.stdout + proc.stderr):
+        if name != "all":
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def cpu_by_rule(wd: Path) -> dict[str, tuple[int, float, float]]:
+    """(jobs, CPU s, wall s) per rule from the last line of each job log (written by job_log)."""
+    out: dict[str, list] = {}
+    for log in sorted((wd / "logs").rglob("*.log")):
+        m = re.search(r"^job: ([\d.]+) s CPU, ([\d.]+) s wall", log.read_text(errors="replace"), flags=re.M)
+        if m:
+            rule = log.relative_to(wd / "logs").parts[0].removesuffix(".log")
+            if rule == "figures" and log.stem == "summary":
+                rule = "summary_figure"
+            acc = out.setdefault(rule, [0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += float(m.group(1))
+            acc[2] += float(m.group(2))
+    return {k: tuple(v) for k, v in sorted(out.items(), key=lambda kv: -kv[1][1])}
+
+
+def figure_costs(wd: Path) -> dict[str, float]:
+    """Seconds to draw every analysis's forest and funnel plot and to write each format, in one process."""
+    import io
+
+    import matplotlib
+
+    from tpsynth.figures.common import METADATA, PNG_DPI, STYLE
+    from tpsynth.figures.forest import forest_figure
+    from tpsynth.figures.funnel import funnel_figure
+    from tpsynth.tables import read_json
+
+    cost = {"draw (build the figure)": 0.0, "png": 0.0, "svg": 0.0, "pdf": 0.0}
+    for path in sorted((wd / "results" / "analyses").glob("*.json")):
+        analysis = read_json(path)
+        for build in (forest_figure, funnel_figure):
+            t0 = time.perf_counter()
+            fig = build(analysis)
+            cost["draw (build the figure)"] += time.perf_counter() - t0
+            with matplotlib.rc_context(STYLE):
+                for fmt in ("png", "svg", "pdf"):
+                    t0 = time.perf_counter()
+                    kw = {"dpi": PNG_DPI} if fmt == "png" else {}
+                    fig.savefig(io.BytesIO(), format=fmt, metadata=METADATA[fmt], facecolor="white", **kw)
+                    cost[fmt] += time.perf_counter() - t0
+    return cost
 
 
 def edit_one_study(wd: Path) -> str:
@@ -76,7 +126,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir-source", type=Path, default=ROOT, help="directory with config/ and data/raw/")
     args = ap.parse_args()
-    ref = import_reference()
+    ref_before = import_reference()
     wd = make_workdir(args.workdir_source)
     try:
         cold, proc = snakemake(wd)
@@ -84,6 +134,9 @@ def main() -> int:
             print(proc.stderr[-4000:], file=sys.stderr)
             return 1
         cold_jobs = jobs_run(proc)
+        by_rule = cpu_by_rule(wd)
+        report_kb = (wd / "results" / "report.html").stat().st_size / 1024
+        figures = figure_costs(wd)
         rerun, proc2 = snakemake(wd)
         nothing = "Nothing to be done" in proc2.stdout + proc2.stderr
         study = edit_one_study(wd)
@@ -91,10 +144,21 @@ def main() -> int:
         edit_jobs = jobs_run(proc3)
     finally:
         shutil.rmtree(wd, ignore_errors=True)
-    print(f"import reference (pandas, scipy.stats, statsmodels.api, matplotlib.pyplot): {ref:.2f} s")
-    print(f"cold run:   {cold:6.2f} s  = {cold / ref:4.2f} x import (target <= 6)   jobs: {cold_jobs}")
+    ref_after = import_reference()
+    ref = statistics.median([ref_before, ref_after])
+    print(f"import reference (pandas, scipy.stats, statsmodels.api, matplotlib.pyplot): {ref:.2f} s "
+          f"(before {ref_before:.2f}, after {ref_after:.2f})")  # fmt: skip
+    print(f"cold run:   {cold:6.2f} s  = {cold / ref:4.2f} x import (target <= 4)   jobs: {cold_jobs}")
     print(f"rerun:      {rerun:6.2f} s  = {rerun / ref:4.2f} x import (target <= 1)   nothing to do: {nothing}")
     print(f"edit {study}: {edit_t:6.2f} s  = {edit_t / ref:4.2f} x import              jobs: {edit_jobs}")
+    print(f"report: {report_kb:.0f} kB")
+    total = sum(c for _, c, _ in by_rule.values())
+    print(f"CPU inside the jobs of the cold run, by rule ({total:.1f} s in all; each job's whole process, Snakemake's own not included):")
+    for rule, (n, cpu, wall) in by_rule.items():
+        print(f"  {rule:<18} {n:3d} jobs  {cpu:6.2f} s CPU  {wall:6.2f} s wall  ({cpu / total:5.1%})")
+    print("figures of every analysis (forest + funnel) in one process:")
+    for what, sec in figures.items():
+        print(f"  {what:<24} {sec:6.2f} s")
     return 0
 
 

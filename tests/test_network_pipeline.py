@@ -262,7 +262,7 @@ def test_snakemake_stage(tmp_path):
                             env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000"))  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
     html = (wd / "results/report.html").read_text(encoding="utf-8")
-    assert 'id="network-pain_net"' in html and html.count("data:image/png;base64,") >= 3
+    assert 'id="network-pain_net"' in html and html.count("data:image/svg+xml;base64,") >= 3
     assert "Which treatment? (network meta-analyses" in html  # answered among the key findings
     flow = list(csv.DictReader((wd / "data/processed/dataflow.csv").open()))
     assert any("network:pain_net" in r["analyses"].split(";") for r in flow)

@@ -58,10 +58,10 @@ def _report_rule_included() -> bool:
 
 
 def _figure_paths(wd: Path) -> dict[str, str]:
-    paths = {"summary": str(wd / "results/figures/summary.png")}
+    paths = {"summary": str(wd / "results/figures/summary.svg")}
     for a in IDS:
-        paths[f"forest_{a}"] = str(wd / f"results/figures/forest_{a}.png")
-        paths[f"funnel_{a}"] = str(wd / f"results/figures/funnel_{a}.png")
+        paths[f"forest_{a}"] = str(wd / f"results/figures/forest_{a}.svg")
+        paths[f"funnel_{a}"] = str(wd / f"results/figures/funnel_{a}.svg")
     return paths
 
 
@@ -155,7 +155,8 @@ def test_report_written_and_self_contained(workspace):
     )
     assert not re.search(r"""<(img|link|iframe|object|embed|source)[^>]+(src|href)=["'](?!data:|#)""", html)
     assert "@import" not in html and "url(" not in html
-    assert html.count('src="data:image/png;base64,') == 2 * len(IDS) + 1
+    assert html.count('src="data:image/svg+xml;base64,') == 2 * len(IDS) + 1  # vector figures, text as text
+    assert 'src="data:image/png' not in html
     assert "@media print" in html
 
 

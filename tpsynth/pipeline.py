@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -372,6 +373,7 @@ def job_log(path: str):
     reaches the console Snakemake shows, the traceback goes to the log when it can be written.
     """
     console = sys.stderr
+    t0 = time.perf_counter()
     try:
         log = open(path, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as err:
@@ -396,6 +398,9 @@ def job_log(path: str):
         except OSError:
             pass
     finally:
+        if failed is None:  # benchmarks/pipeline.py sums these per rule
+            cpu = time.process_time()  # the whole process: interpreter start and imports included
+            print(f"job: {cpu:.2f} s CPU, {time.perf_counter() - t0:.2f} s wall", file=log)
         sys.stderr = console
         try:
             log.close()
