@@ -123,6 +123,7 @@ __all__ = [
     "pool",
     "pool_many",
     "pool_subsets",
+    "wls_many",
     "subgroup_difference",
 ]
 
@@ -337,6 +338,35 @@ def _wls(gr: _Groups, y: np.ndarray, w: np.ndarray):
     Ainv = _inv(gr.msum(w))
     beta = np.einsum("gij,gj->gi", Ainv, gr.vsum(w * y))
     return Ainv, beta, y - gr.rows(beta)
+
+
+def wls_many(y, w, group, n_groups: int, X) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted least squares of many groups at once: the engine's core (per-group p x p sums).
+
+    Parameters
+    ----------
+    y, w : array_like, shape (n,)
+        Responses and weights.
+    group : array_like of int, shape (n,)
+        Group code 0..n_groups-1 of each row.
+    X : array_like, shape (n, p)
+        Design matrix, p >= 2 (intercept first).
+
+    Returns
+    -------
+    (beta, XtWX_inv, rss, k)
+        Coefficients (G, p), ``(X'WX)^-1`` (G, p, p; NaN where singular), the weighted residual sum
+        of squares ``sum w r^2`` (G,) and the group sizes (G,).
+    """
+    y = np.asarray(y, dtype=float)
+    w = np.asarray(w, dtype=float)
+    g = np.asarray(group, dtype=np.intp)
+    X = np.asarray(X, dtype=float)
+    gr = _Groups(g, int(n_groups), w, X=X)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Ainv, beta, r = _wls(gr, y, w)
+        rss = gr.sum(w * r * r)
+    return beta, Ainv, rss, gr.k
 
 
 def _tr(A: np.ndarray) -> np.ndarray:
@@ -805,7 +835,7 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
         pi_half = crit * np.sqrt(vb[:, 0, 0] + tau2)
         pi_low = est - pi_half
         pi_high = est + pi_half
-    qm, qm_df, qm_df2, qm_p = _omnibus(beta, vb, use_t, k, p)
+    qm, qm_df, qm_df2, qm_p = _omnibus(beta, vb, use_t, k, p, zb[:, 0], pval_b[:, 0])
 
     # --- common-effect fit and (residual) heterogeneity ---------------------------
     w0 = 1.0 / v
@@ -901,7 +931,7 @@ def pool_many(yi, vi, group, method="REML", ci="hksj", level=0.95, tau2_ci=True,
     return out
 
 
-def _omnibus(beta, vb, use_t, k, p):
+def _omnibus(beta, vb, use_t, k, p, z0, p0):
     """Omnibus (Wald-type) test of all coefficients but the intercept, as metafor's QM.
 
     ``QM = b' V^-1 b`` over the tested coefficients: chi^2(m) for Wald, ``QM/m``
@@ -909,6 +939,8 @@ def _omnibus(beta, vb, use_t, k, p):
     itself is tested (metafor's ``btt = 1`` for intercept-only models).
     """
     G = beta.shape[0]
+    if p == 1:  # QM = z^2 (t^2): its chi^2(1) (F(1, k - 1)) p-value is the two-sided p-value of z (t)
+        return z0 ** 2, np.full(G, 1), np.where(use_t, k - 1.0, np.nan), p0
     sel = slice(1, None) if p > 1 else slice(0, 1)
     m = p - 1 if p > 1 else 1
     b = beta[:, sel]

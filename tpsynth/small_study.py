@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import special  # not scipy.stats: its import costs ~0.5 s per pipeline job
 
 from tpsynth import pooling
 from tpsynth.pooling import PooledResult, pool
@@ -95,11 +96,11 @@ def egger_many(yi, vi, group, n_groups: int, X=None, level: float = 0.95) -> dic
     """Egger's regression test for many analyses at once, by the one engine.
 
     Per group, ``yi`` is regressed on ``[X, sqrt(vi)]`` (X: intercept and any moderators, default
-    the intercept) by weighted least squares with weights ``1/vi`` and an estimated residual
-    variance (metafor ``regtest(model="lm", predictor="sei")``).  That is the engine's
-    common-effect model with the Knapp-Hartung scale factor ``RSS/(k - p)`` and t(k - p) tests
-    (:func:`tpsynth.pooling.pool_many` with ``method="FE", ci="hksj"``), so every group is fitted
-    in one vectorised call.
+    the intercept) by weighted least squares with weights ``1/vi`` and the residual variance
+    ``RSS/(k - p)`` estimated, with t(k - p) tests (metafor ``regtest(model="lm",
+    predictor="sei")``): the engine's weighted least-squares core
+    (:func:`tpsynth.pooling.wls_many`, per-group p x p sums) fits every group in one vectorised
+    call.
 
     Returns
     -------
@@ -116,25 +117,32 @@ def egger_many(yi, vi, group, n_groups: int, X=None, level: float = 0.95) -> dic
     X = np.ones((y.size, 1)) if X is None else np.asarray(X, dtype=float)
     Xe = np.column_stack([X, sei])
     p = Xe.shape[1]
-    out = pooling.pool_many(y, v, g, method="FE", ci="hksj", level=level, tau2_ci=False, n_groups=n_groups, X=Xe)
-    # identical SEs (weighted spread of sqrt(vi) ~ 0 relative to its scale) leave the slope unidentified
     w = 1.0 / v
-    k = np.bincount(g, minlength=n_groups)
+    beta, xtwx_inv, rss, k = pooling.wls_many(y, w, g, n_groups, Xe)
     with np.errstate(invalid="ignore", divide="ignore"):
+        df = (k - p).astype(float)
+        s2 = rss / df  # the residual variance of lm(yi ~ X + sei, weights = 1/vi)
+        se = np.sqrt(s2[:, None] * np.diagonal(xtwx_inv, axis1=1, axis2=2))
+        t = beta[:, -1] / se[:, -1]
+        ok = df > 0
+        d = np.where(ok, df, 1.0)
+        pval = np.where(ok, 2 * special.stdtr(d, -np.abs(t)), np.nan)
+        crit = np.where(ok, -special.stdtrit(d, (1 - level) / 2), np.nan)
+        # identical SEs (weighted spread of sqrt(vi) ~ 0 relative to its scale) leave the slope unidentified
         sw = np.bincount(g, weights=w, minlength=n_groups)
         xbar = np.bincount(g, weights=w * sei, minlength=n_groups) / sw
         sxx = np.bincount(g, weights=w * (sei - xbar[g]) ** 2, minlength=n_groups)
         degenerate = (k < p + 1) | ~(sxx > 1e-14 * np.bincount(g, weights=w * v, minlength=n_groups))
     res = {
-        "slope": out["beta"][:, -1],
-        "slope_se": out["se_beta"][:, -1],
-        "t": out["zval"][:, -1],
-        "df": np.maximum(k - p, 0).astype(float),
-        "pvalue": out["pval_beta"][:, -1],
-        "intercept": out["beta"][:, 0],
-        "intercept_se": out["se_beta"][:, 0],
-        "limit_ci_low": out["ci_low_beta"][:, 0],
-        "limit_ci_high": out["ci_high_beta"][:, 0],
+        "slope": beta[:, -1],
+        "slope_se": se[:, -1],
+        "t": t,
+        "df": np.maximum(df, 0.0),
+        "pvalue": pval,
+        "intercept": beta[:, 0],
+        "intercept_se": se[:, 0],
+        "limit_ci_low": beta[:, 0] - crit * se[:, 0],
+        "limit_ci_high": beta[:, 0] + crit * se[:, 0],
     }
     return {key: np.where(degenerate, np.nan, val) for key, val in res.items()}
 
