@@ -46,9 +46,10 @@ reference: $(STAMP)
 	  echo "make reference needs R with the metafor and jsonlite packages"; \
 	  echo "(Debian/Ubuntu: apt-get install r-base-core r-cran-metafor r-cran-jsonlite; elsewhere install.packages(c('metafor', 'jsonlite')))"; \
 	  exit 1; }
-	$(BIN)/snakemake --cores $(CORES) data/processed/effects.csv results/pooled.csv results/network_estimates.csv
+	$(BIN)/snakemake --cores $(CORES) data/processed/effects.csv results/pooled.csv results/bayes.csv results/network_estimates.csv
 	Rscript tests/shipped/make_shipped_reference.R
 	Rscript tests/shipped/make_shipped_network_reference.R
+	Rscript tests/shipped/make_shipped_bayes_reference.R
 	$(BIN)/python -m pytest tests/shipped
 
 lint: $(STAMP)

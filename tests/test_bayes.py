@@ -44,6 +44,9 @@ def test_matches_r_integrate(case):
             key, getattr(res, key), ref[key])
     assert res.prob_benefit == pytest.approx(ref["p_below_0"], rel=1e-6, abs=1e-9)
     assert res.prob_important_benefit == pytest.approx(ref["p_below_minus_mid"], rel=1e-6, abs=1e-9)
+    up = bayes.summarise(post, benefit="higher", mid=case["mid"])  # outcomes where higher is better
+    assert up.prob_benefit == pytest.approx(1 - ref["p_below_0"], rel=1e-6, abs=1e-9)
+    assert up.prob_important_benefit == pytest.approx(1 - ref["p_below_mid"], rel=1e-6, abs=1e-9)
 
 
 def test_reference_records_versions():

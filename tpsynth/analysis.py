@@ -445,10 +445,16 @@ def _add_bayes(out: dict, analysis: dict, config: dict, yi, vi) -> None:
     sens = []
     for factor in (0.5, 2.0):
         p = bayes.TauPrior("half_normal", (float(f"{scale * factor:.4g}"),))
-        r = _bayes_summary(bayes.posterior(yi, vi, p, mu_prior), benefit, mid, level, ids)
+        post = bayes.posterior(yi, vi, p, mu_prior)
+        a = (1 - level) / 2
+        below0 = post.cdf(0.0)
+        pib = None
+        if mid is not None:
+            pib = 1 - post.cdf(mid) if benefit == "higher" else post.cdf(-mid)
         sens.append({"prior": p.label, "kind": f"half-normal, {'half' if factor < 1 else 'twice'} the scale",
-                     **{key: r[key] for key in ("estimate", "ci_low", "ci_high", "tau_median", "prob_benefit",
-                                                "prob_important_benefit")}})  # fmt: skip
+                     "estimate": post.quantile(0.5), "ci_low": post.quantile(a), "ci_high": post.quantile(1 - a),
+                     "tau_median": post.tau_quantile(0.5), "prob_benefit": 1 - below0 if benefit == "higher" else below0,
+                     "prob_important_benefit": pib})  # fmt: skip
     reml = pooling.pool(np.asarray(yi), np.asarray(vi), method="REML", ci=analysis["ci"], level=level)
     sens.append({"prior": "none", "kind": f"frequentist REML ({reml.ci_method} CI)", "estimate": _f(reml.estimate),
                  "ci_low": _f(reml.ci_low), "ci_high": _f(reml.ci_high), "tau_median": _f(math.sqrt(reml.tau2)),
