@@ -13,7 +13,7 @@ from snakemake.utils import min_version, update_config, validate
 min_version("9.0")
 
 try:
-    from tpsynth.config import ConfigError, read_config_file, validate_config
+    from tpsynth.config import ConfigError, analysis_ids, read_config_file, validate_config
     from tpsynth.pipeline import evidence_out_of_date, mark_out_of_date, package_files, sheet_paths
 except ImportError as err:
     sys.exit(f"{err}: install the tpsynth package into this environment first (`pip install -e .`, or `make report`)")
@@ -47,7 +47,7 @@ config.update(_config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 SHEETS = sheet_paths(config)
-ANALYSES = sorted(config["analyses"])
+ANALYSES = analysis_ids(config)  # natural order: analysis_3_2 before analysis_3_10
 
 
 # The corpus re-analysis (rule corpus, not part of all) runs in config corpus.shards shards.

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tpsynth.config import ConfigError, analysis_settings, load_config, validate_config
+from tpsynth.config import (
+    ConfigError,
+    analysis_ids,
+    analysis_settings,
+    load_config,
+    natural_key,
+    validate_config,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal" / "config" / "config.yaml"
 RAW = yaml.safe_load(FIXTURE.read_text())
@@ -118,3 +125,11 @@ def test_mh_and_peto_need_a_dichotomous_measure():
     cfg["analyses"]["resp_rr"]["method"] = "MH"
     del cfg["analyses"]["pain_md"]["method"]
     assert validate_config(cfg)["analyses"]["resp_rr"]["method"] == "MH"
+
+
+def test_analyses_in_natural_order():
+    ids = ["analysis_3_10", "analysis_3_2", "analysis_10_1", "analysis_3_1", "pain", "analysis_2_1"]
+    assert sorted(ids, key=natural_key) == [
+        "analysis_2_1", "analysis_3_1", "analysis_3_2", "analysis_3_10", "analysis_10_1", "pain",
+    ]  # fmt: skip
+    assert analysis_ids({"analyses": dict.fromkeys(ids)})[:4] == ["analysis_2_1", "analysis_3_1", "analysis_3_2", "analysis_3_10"]

@@ -152,6 +152,9 @@ def test_favours_labels_follow_outcome_direction():
     higher = favours(forest_figure(make_analysis(3, higher_is_better=True)))
     assert lower["favours-left"] == "Favours dry needling of trigger points" and lower["favours-right"] == "Favours sham needling"
     assert higher["favours-left"] == lower["favours-right"] and higher["favours-right"] == lower["favours-left"]
+    # direction unknown (imported Cochrane outcomes): only where values are higher, no side favoured
+    unknown = favours(forest_figure(make_analysis(3, higher_is_better=None)))
+    assert unknown == {"favours-left": "Higher with sham needling", "favours-right": "Higher with dry needling of trigger points"}
 
 
 def test_ci_running_off_the_axis_gets_an_arrow():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from tpsynth.cochrane import (
     import_cochrane,
     slugify,
 )
-from tpsynth.config import load_config
+from tpsynth.config import analysis_ids, load_config
+from tpsynth.report.build import effect_summary, weeks
 from tpsynth.validate import validate_sheets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,9 @@ def cochrane_rows() -> list[dict]:
         _row(2, 1, "Hazard of relapse", "Smith 2001", "2001", giv_mean=-0.2, giv_se=0.1, cochrane_effect=math.exp(-0.2), exp_n=30, ctl_n=31),
         _row(2, 1, "Hazard of relapse", "Kim 2015", "2015", giv_mean=0.1, giv_se=0.2, cochrane_effect=math.exp(0.1), exp_n=25, ctl_n=25),
         _row(2, 1, "Hazard of relapse", "Smith, 2001", "2001", giv_mean=0.3, giv_se=0, cochrane_effect=math.exp(0.3), exp_n=10, ctl_n=10),
+        # 1.10 after 1.2 (natural order), written before it in the file
+        _row(1, 10, "Adverse events&nbsp;", "Kim 2015", "2015", exp_cases=3, exp_n=25, ctl_cases=1, ctl_n=25, **d),
+        _row(1, 10, "Adverse events", "Park 2016", "2016", exp_cases=2, exp_n=30, ctl_cases=2, ctl_n=30, **d),
     ]  # fmt: skip
 
 
@@ -77,13 +82,14 @@ def imported(tmp_path):
 
 def test_sheets_validate_and_keep_bad_rows_with_reasons(imported):
     out, summary = imported
-    assert "3 analyses" in summary
+    assert "4 analyses" in summary
     config = load_config(out / "config" / "config.yaml")
     raw = out / "data" / "raw"
     sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), str(raw / "contrasts.csv"), config)
     assert problems == [], "\n".join(map(str, problems))
     rows = read_csv(raw / "outcomes.csv")
-    assert len(rows) == 2 * 10  # two arms per arm-level Cochrane row, none dropped
+    assert len(rows) == 2 * 12  # two arms per arm-level Cochrane row, none dropped
+    assert {r["higher_is_better"] for r in rows} == {""}  # blank: the outcome's direction, which is unknown
     reasons = {(r["study_id"], r["outcome"], r["arm"]): r["unusable_reason"] for r in rows if r["unusable_reason"]}
     assert reasons == {
         ("muller_2005", "a1_1", "experimental"): "SD missing in the Cochrane row (0)",
@@ -117,11 +123,17 @@ def test_config_entries(imported):
     out, _ = imported
     cfg = yaml.safe_load((out / "config" / "config.yaml").read_text(encoding="utf-8"))
     assert set(cfg["interventions"]) == {"experimental", "control"}
-    assert list(cfg["analyses"]) == ["analysis_1_1", "analysis_1_2", "analysis_2_1"]
+    assert list(cfg["analyses"]) == ["analysis_1_1", "analysis_1_2", "analysis_1_10", "analysis_2_1"]
+    assert analysis_ids(cfg) == list(cfg["analyses"])
     a = cfg["analyses"]
-    assert [a[x]["measure"] for x in a] == ["SMD", "RR", "RR"]
+    assert [a[x]["measure"] for x in a] == ["SMD", "RR", "RR", "RR"]
+    assert cfg["defaults"]["ci"] == "hksj_adhoc" and cfg["defaults"]["method"] == "REML"  # the schema's defaults
+    # Cochrane rows carry no direction: unknown (null), not "lower is better"
+    assert {o["higher_is_better"] for o in cfg["outcomes"].values()} == {None}
+    assert {(x["intervention_label"], x["comparator_label"]) for x in a.values()} == {("experimental", "control")}
     assert all(x["timepoint_weeks"] == [0, 0] for x in a.values())
     assert cfg["outcomes"]["a1_2"]["type"] == "dichotomous"
+    assert cfg["outcomes"]["a1_10"]["label"] == "Adverse events"  # HTML entity of the export removed
     assert "subgroup" not in a["analysis_1_1"]  # smith_2001 (in it) has no constant subgroup
 
 
@@ -157,6 +169,16 @@ def test_imported_directory_runs_through_the_pipeline(imported):
     assert pooled["analysis_1_1"]["k"] == "3"  # Smith 2001 twice + Jones; Müller (SD) and Lee (N = 0) excluded
     assert pooled["analysis_1_2"]["k"] == "3"
     assert pooled["analysis_2_1"]["k"] == "2"
+    assert list(pooled) == ["analysis_1_1", "analysis_1_2", "analysis_1_10", "analysis_2_1"]  # natural order
+    # direction unknown: nothing flipped (Cochrane's experimental minus control) and neutral wording
+    res = json.loads((out / "results" / "analyses" / "analysis_1_1.json").read_text(encoding="utf-8"))
+    assert res["outcome"]["higher_is_better"] is None
+    assert not any("sign flipped" in n for s in res["studies"] for n in s["notes"])
+    jones = next(s for s in res["studies"] if s["study_id"] == "jones_2010")
+    assert jones["yi"] < 0  # experimental 2.5 vs control 3.2: negative, as Cochrane shows it
+    summary = effect_summary(res)
+    assert summary["favours"] == "values above 0 mean higher with experimental (which direction is better is not set)"
+    assert weeks(res["settings"]["timepoint_weeks"]) == "0 weeks"
     flow = read_csv(out / "data" / "processed" / "dataflow.csv")
     excluded = [r for r in flow if r["state"] == "excluded"]
     assert any("events exceed N" in r["reason"] for r in excluded)

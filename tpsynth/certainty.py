@@ -267,7 +267,7 @@ def mid_sentence(result: dict, c: Caveats, lo: float | None = None, hi: float | 
     lo = p.get("ci_low") if lo is None else lo
     hi = p.get("ci_high") if hi is None else hi
     m = c.mid_on_analysis_scale
-    better_up = bool(result["outcome"].get("higher_is_better"))
+    better_up = result["outcome"].get("higher_is_better", False)  # None: direction unknown
     if m is None or lo is None or hi is None:
         return ""
     if lo < -m < hi or lo < m < hi:
@@ -277,7 +277,10 @@ def mid_sentence(result: dict, c: Caveats, lo: float | None = None, hi: float | 
         return (f"The whole {name} lies within the minimal important difference: an important effect in "
                 "either direction is ruled out.")  # fmt: skip
     up = lo >= m  # the whole interval is beyond +MID (else beyond -MID)
-    what = "benefit" if up == better_up else "harm"
+    if better_up is None:
+        return (f"The whole {name} lies beyond the minimal important difference: an important difference "
+                f"({'higher' if up else 'lower'} values with the intervention) is shown.")  # fmt: skip
+    what = "benefit" if up == bool(better_up) else "harm"
     return f"The whole {name} lies beyond the minimal important difference: an important {what} is shown."
 
 

@@ -8,13 +8,16 @@
 * ``DIR/data/raw/contrasts.csv``: one row per generic inverse-variance row (``giv_mean``, ``giv_se``);
 * ``DIR/config/config.yaml``: interventions ``experimental`` / ``control``, one outcome and one analysis
   per Cochrane analysis (measure guessed: ``SMD`` for continuous, ``RR`` for dichotomous data; see
-  :func:`_analysis_kind`), REML with HKSJ.
+  :func:`_analysis_kind`), REML with HKSJ never narrower than Wald (``hksj_adhoc``, the default).
 
 Conventions (the Cochrane rows carry no time, direction, design or body region):
 
 * ``timepoint_weeks`` is 0 in every row and every analysis's window is ``[0, 0]``;
-* ``higher_is_better`` is ``false`` for every outcome and row (effects keep Cochrane's direction:
-  experimental minus / over control); ``value_type`` ``final``; ``instrument`` ``as_reported``;
+* direction unknown: every outcome has ``higher_is_better: null`` and every row a blank
+  ``higher_is_better`` (= the outcome's), so nothing is sign-flipped (effects keep Cochrane's direction:
+  experimental minus / over control) and figures and report say "higher with experimental" instead of
+  naming a favoured side, until the user sets the outcome's direction; ``value_type`` ``final``;
+  ``instrument`` ``as_reported``;
 * ``design`` ``parallel``, ``randomised`` ``true``, ``region`` ``not_reported``; ``rob_overall`` from
   the review's RoB 2 overall judgement where it gives one (the worst over the study's rows), else
   ``not_assessed``;
@@ -37,6 +40,7 @@ recorded), and rows with no data at all.
 from __future__ import annotations
 
 import csv
+import html
 import math
 import re
 import unicodedata
@@ -274,15 +278,18 @@ def import_cochrane(file: str | Path, out: str | Path, review: str | None = None
         rows = by_analysis[key]
         g, n = key
         code = f"a{g}_{n}"
-        name = rows[0]["analysis_name"] or f"Analysis {g}.{n}"
+        # names in the export may hold HTML entities ("Pain&nbsp;"): plain text
+        name = " ".join(html.unescape(rows[0]["analysis_name"] or "").split()) or f"Analysis {g}.{n}"
         kind = _analysis_kind(rows)
         ratio = kind == "giv" and _giv_is_ratio(rows)
         measure = {"continuous": "SMD", "dichotomous": "RR"}.get(kind, "RR" if ratio else "MD")
-        cfg_outcomes[code] = {"label": name, "type": "dichotomous" if kind == "dichotomous" else "continuous", "higher_is_better": False}
+        cfg_outcomes[code] = {"label": name, "type": "dichotomous" if kind == "dichotomous" else "continuous", "higher_is_better": None}
         a = {
             "title": f"Analysis {g}.{n}: {name}",
             "intervention": ["experimental"],
             "comparator": ["control"],
+            "intervention_label": "experimental",
+            "comparator_label": "control",
             "outcome": code,
             "timepoint_weeks": [0, 0],
             "measure": measure,
@@ -322,7 +329,7 @@ def import_cochrane(file: str | Path, out: str | Path, review: str | None = None
                     n_unusable += 1
                 outcomes_rows.append({
                     "study_id": r["_sid"], "arm": arm, "intervention": arm, "outcome": code, "instrument": "as_reported",
-                    "higher_is_better": "false", "timepoint_weeks": "0",
+                    "higher_is_better": "", "timepoint_weeks": "0",
                     "timepoint_label": "not reported (Cochrane analysis)", "value_type": "final",
                     "n": _fmt(stats["n"]), "mean": _fmt(stats["mean"]), "sd": _fmt(stats["sd"]),
                     "events": _fmt(stats["events"]), "unusable_reason": reason or "",
@@ -380,7 +387,7 @@ def import_cochrane(file: str | Path, out: str | Path, review: str | None = None
             "outcomes": "data/raw/outcomes.csv",
             "contrasts": "data/raw/contrasts.csv" if contrast_rows else None,
         },
-        "defaults": {"measure": "SMD", "method": "REML", "ci": "hksj", "level": 0.95, "randomised_only": True},
+        "defaults": {"measure": "SMD", "method": "REML", "ci": "hksj_adhoc", "level": 0.95, "randomised_only": True},
         "interventions": {
             "experimental": {"label": "Experimental (as in the Cochrane review)", "class": "experimental"},
             "control": {"label": "Control (as in the Cochrane review)", "class": "control"},
@@ -393,6 +400,9 @@ def import_cochrane(file: str | Path, out: str | Path, review: str | None = None
         "# by python -m tpsynth import-cochrane. Cochrane rows carry no time: every row has timepoint_weeks 0 and\n"
         "# every analysis the window [0, 0]. Measures are guessed (SMD for continuous, RR for dichotomous data;\n"
         "# generic inverse-variance analyses RR on the ratio scale or MD); check them against the review.\n"
+        "# Cochrane rows carry no direction: every outcome has higher_is_better: null (unknown), so effects keep\n"
+        "# Cochrane's direction (experimental minus / over control) and the report says 'higher with\n"
+        "# experimental' instead of naming a favoured side. Set true or false per outcome once you know it.\n"
         "# Add new trials as rows of data/raw/*.csv with intervention experimental/control and the analysis's\n"
         "# outcome code, timepoint_weeks 0 (or widen the window). See config/README.md of tpsynth.\n"
     )

@@ -358,3 +358,13 @@ def _bayes_problems(config: dict, path: str) -> list[str]:
             except PriorError as err:
                 out.append(f"{path}: key {where}.{key}: {err}")
     return out
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders the numbers inside ids by value: ``analysis_3_2`` before ``analysis_3_10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
+
+
+def analysis_ids(config: dict) -> list[str]:
+    """The configured analysis ids in natural order (the order of jobs, tables and report sections)."""
+    return sorted(config["analyses"], key=natural_key)

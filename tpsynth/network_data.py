@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from .measures import DICHOTOMOUS_MEASURES
 from .network import StudyBlock, block_from_arms, block_from_contrast
-from .study_effects import _combine_side, _contrast_effect, _transform
+from .study_effects import _combine_side, _contrast_effect, _transform, opposite_direction
 
 __all__ = ["NetworkData", "build_network_data", "node_of"]
 
@@ -65,7 +65,7 @@ def _block_from_arm_rows(sid, sel, order, node, measure, outcome_cfg, info):
             return None, refusal
         if note:
             notes.append(note)
-        if bool(a0["higher_is_better"]) != bool(outcome_cfg.get("higher_is_better", False)):
+        if opposite_direction(a0, outcome_cfg):
             sign = -1.0
             notes.append(f"sign flipped: {a0['instrument']} has the opposite direction to the outcome")
     arms, sd_ref = [], []

@@ -15,6 +15,7 @@ Selection rules (documented in config/README.md):
 * Multi-arm trials: arms on the same side are combined (Cochrane Handbook Table 6.5.a; events and
   n summed), so no participant counts twice.
 * Direction: an instrument whose ``higher_is_better`` differs from the outcome's is sign-flipped
+  (only when both are known: :func:`opposite_direction`)
   (SMD and MD). ``MD`` rescales every instrument to the outcome's ``reference_scale`` and refuses
   (excludes the study with the reason) when an instrument's scale is unknown.
 * Reported contrasts enter as given (generic inverse variance); ratio measures are logged; SE
@@ -62,6 +63,17 @@ class StudyEffect:
     arms_text: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     lines: list[tuple[str, int]] = field(default_factory=list)
+
+
+def opposite_direction(row: dict, outcome_cfg: dict) -> bool:
+    """Whether an instrument's values run against the outcome's direction (its effect is sign-flipped).
+
+    Only when both directions are known: a blank ``higher_is_better`` in the row means "as the
+    outcome", and an outcome whose ``higher_is_better`` is null (direction unknown, e.g. imported
+    from Cochrane) flips nothing.
+    """
+    mine, theirs = row.get("higher_is_better"), outcome_cfg.get("higher_is_better", False)
+    return mine is not None and theirs is not None and bool(mine) != bool(theirs)
 
 
 def _low(conf) -> bool:
@@ -132,7 +144,7 @@ def _arm_contrast(sid, int_arms, cmp_arms, analysis, outcome_cfg):
                 [ci["mean"]], [ci["sd"]], [ci["n"]], [cc["mean"]], [cc["sd"]], [cc["n"]]
             )
             yi, vi = float(yi[0]), float(vi[0])
-        if bool(a0["higher_is_better"]) != bool(outcome_cfg.get("higher_is_better", False)):
+        if opposite_direction(a0, outcome_cfg):
             yi = -yi
             notes.append(f"sign flipped: {a0['instrument']} has the opposite direction to the outcome")
     cmp_sd_ref = cmp_risk = None

@@ -309,9 +309,15 @@ def favours_labels(analysis: dict, width: int = 34) -> tuple[str, str]:
 
     Right of the null favours the intervention when the outcome's ``higher_is_better`` is true
     (estimates are intervention minus, or over, comparator, so this holds for ratio measures of a
-    good outcome such as responders too), otherwise the comparator.
+    good outcome such as responders too), otherwise the comparator. When the direction is unknown
+    (``higher_is_better: null``, e.g. imported from Cochrane) the labels say only where values are higher.
     """
-    hib = bool((analysis.get("outcome") or {}).get("higher_is_better"))
+    hib = (analysis.get("outcome") or {}).get("higher_is_better", False)
+    if hib is None:
+        return (
+            f"Higher with {_lower_first(side_label(analysis, 'comparator', width))}",
+            f"Higher with {_lower_first(side_label(analysis, 'intervention', width))}",
+        )
     left_side, right_side = ("comparator", "intervention") if hib else ("intervention", "comparator")
     return (
         f"Favours {_lower_first(side_label(analysis, left_side, width))}",

@@ -131,12 +131,13 @@ def summary_figure(analyses: list[dict]):
                 fig.add_artist(Line2D([LEFT, WIDTH - LEFT], [y - r * ROW] * 2, transform=inch, color="#e5e5e5",
                                       lw=0.5, zorder=0))  # fmt: skip
         y -= ax_h
-        dirs = {bool((a.get("outcome") or {}).get("higher_is_better")) for a in rows}
+        dirs = {(a.get("outcome") or {}).get("higher_is_better", False) for a in rows}
         if len(dirs) == 1:
             hib = dirs.pop()
             left, right = ("comparator", "intervention") if hib else ("intervention", "comparator")
+            word = "Higher with" if hib is None else "Favours"  # None: direction unknown
             for x, side in ((PLOT_X0 + PLOT_W * 0.25, left), (PLOT_X0 + PLOT_W * 0.75, right)):
-                text(x, y - 0.3, f"Favours\n{side}", ha="center", va="top", fontsize=7)
+                text(x, y - 0.3, f"{word}\n{side}", ha="center", va="top", fontsize=7)
         else:
             text(PLOT_X0 + PLOT_W / 2, y - 0.3, "Outcome directions differ:\nsee each forest plot", ha="center",
                  va="top", fontsize=7)  # fmt: skip

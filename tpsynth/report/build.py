@@ -29,7 +29,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ..certainty import rules_from_config
-from ..config import analysis_settings
+from ..config import analysis_settings, natural_key
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
 from . import clinical
 from .network import network_sections
@@ -97,6 +97,15 @@ _URL = re.compile(r"https?://[^\s|;,()<>\"']+")
 
 def _finite(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def weeks(window, unit: bool = True) -> str:
+    """A timepoint window ``[lo, hi]``: ``4–12 weeks``; one number when ``lo == hi`` (``0 weeks``, never ``0–0``)."""
+    if not window:
+        return "–"
+    lo, hi = (f"{float(x):g}" for x in window)
+    text = lo if lo == hi else f"{lo}–{hi}"
+    return f"{text} weeks" if unit else text
 
 
 def num(x, digits: int = 2) -> str:
@@ -191,9 +200,11 @@ def fmt_natural(measure: str, x) -> str:
     return ratio(natural(measure, x)) if measure in RATIO else num(x)
 
 
-def favours_text(measure: str, higher_is_better: bool, intervention: str) -> str:
-    """Which side of no effect favours the intervention."""
+def favours_text(measure: str, higher_is_better: bool | None, intervention: str) -> str:
+    """Which side of no effect favours the intervention; neutral when the direction is unknown (None)."""
     null = "1" if measure in RATIO else "0"
+    if higher_is_better is None:
+        return f"values above {null} mean higher with {intervention} (which direction is better is not set)"
     side = "above" if higher_is_better else "below"
     return f"values {side} {null} favour {intervention}"
 
@@ -220,7 +231,7 @@ def effect_summary(a: dict) -> dict:
         "ci_high": natural(measure, p.get("ci_high")),
         "points_text": None,
         "favours": favours_text(
-            measure, bool(outcome.get("higher_is_better")), s.get("intervention_label") or "the intervention"
+            measure, outcome.get("higher_is_better", False), s.get("intervention_label") or "the intervention"
         ),
     }
     pts = a.get("smd_in_points")
@@ -773,7 +784,7 @@ def build_context(
     networks: list[dict] | None = None,
 ) -> dict:
     """Everything the template shows. ``figures`` maps 'summary', 'forest_ID', 'funnel_ID' to data URIs."""
-    analyses = sorted(analyses, key=lambda a: a["analysis_id"])
+    analyses = sorted(analyses, key=lambda a: natural_key(a["analysis_id"]))
     flow = dataflow_summary(flow_rows, analyses)
     sections = [analysis_section(a, figures) for a in analyses]
     net_sections = network_sections(networks or [], figures)
@@ -818,7 +829,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(num=num, ratio=ratio, pval=pval, pct=pct, linkify=linkify, breakable=breakable)
+    env.filters.update(num=num, ratio=ratio, pval=pval, pct=pct, linkify=linkify, breakable=breakable, weeks=weeks)
     return env
 
 
