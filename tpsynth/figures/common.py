@@ -37,7 +37,23 @@ matplotlib.rcParams.update(STYLE)
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..measures import RATIO_MEASURES, SHORT_NAMES, heading  # noqa: E402
+# Numbers are written by tpsynth.display, as in the report; re-exported under the names the figure
+# modules use (c.fmt, c.fmt_p, ...).
+from ..display import (  # noqa: E402, F401
+    DASH,
+    MINUS,
+    digits_for,
+    is_ratio,
+    isnum,
+    small_digits,
+    to_display,
+)
+from ..display import effect as effect_text  # noqa: E402, F401
+from ..display import number as fmt  # noqa: E402, F401
+from ..display import p_value as fmt_p  # noqa: E402, F401
+from ..display import small as fmt_small  # noqa: E402, F401
+from ..display import value as fmt_auto  # noqa: E402, F401
+from ..measures import SHORT_NAMES, heading  # noqa: E402
 
 PNG_DPI = 200
 FORMATS = ("png", "svg", "pdf")
@@ -64,10 +80,8 @@ PI_COLOUR = "#b2182b"  # prediction interval bar
 GREY = "#555555"
 
 MEASURE_NAMES = {m: heading(m) for m in SHORT_NAMES}
-MINUS = "\u2212"
 DAGGER = "\u2020"
 DDAGGER = "\u2021"
-DASH = "\u2013"
 
 
 def styled(build):
@@ -125,89 +139,6 @@ def save_all(fig: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) 
 
 
 # ---------------------------------------------------------------------------------------------- numbers
-
-
-def isnum(x) -> bool:
-    """True when ``x`` is a finite number (JSON nulls and NaN are not)."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def fmt(x, digits: int = 2) -> str:
-    """``x`` with ``digits`` decimals and a typographic minus; ``–`` when missing."""
-    if not isnum(x):
-        return DASH
-    s = f"{x:.{digits}f}"
-    if s.startswith("-") and float(s) == 0:
-        s = s[1:]
-    return s.replace("-", MINUS)
-
-
-def fmt_p(p) -> str:
-    """A p-value as journals print it: ``p = 0.031``, ``p < 0.001``."""
-    if not isnum(p):
-        return f"p = {DASH}"
-    if p < 0.001:
-        return "p < 0.001"
-    return f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
-
-
-def is_ratio(measure: str | None) -> bool:
-    """Ratio measures are pooled on the log scale and shown on the ratio scale."""
-    return (measure or "").upper() in RATIO_MEASURES
-
-
-def to_display(x, ratio: bool):
-    """A log-scale value on the display scale (``exp`` for ratio measures); ``None`` stays ``None``."""
-    if not isnum(x):
-        return None
-    if ratio:
-        return math.exp(max(min(x, 700.0), -700.0))
-    return x
-
-
-def digits_for(values: list, ratio: bool) -> int:
-    """Decimals to print: 2 in general, more for very small ratios or differences."""
-    vals = [abs(v) for v in values if isnum(v) and v != 0]
-    if not vals:
-        return 2
-    small = min(vals)
-    return 3 if (small < 0.1 and not ratio) or (ratio and small < 0.1) else 2
-
-
-def fmt_auto(x, digits: int = 2, ratio: bool = False) -> str:
-    """Like :func:`fmt`, with fewer decimals for large numbers (``6431``, ``123.4``) and, for ratios,
-    two significant digits below 0.01 (``0.0013``)."""
-    if ratio and isnum(x) and 0 < abs(x) < 0.01:
-        if abs(x) < 0.0001:
-            return "<0.0001" if x > 0 else f"{MINUS}<0.0001"
-        return fmt(x, 1 - math.floor(math.log10(abs(x))))
-    if isnum(x) and abs(x) >= 1000:
-        return fmt(x, 0)
-    if isnum(x) and abs(x) >= 100:
-        return fmt(x, 1)
-    return fmt(x, digits)
-
-
-def small_digits(x) -> int:
-    """Decimals for a variance such as tau²: 2 from 1 (and for 0), 3 below, 4 below 0.01."""
-    if not isnum(x) or x == 0 or abs(x) >= 1:
-        return 2
-    return 3 if abs(x) >= 0.01 else 4
-
-
-def fmt_small(x, digits: int | None = None) -> str:
-    """A variance such as tau² with :func:`small_digits` decimals (or ``digits``)."""
-    if not isnum(x):
-        return DASH
-    return fmt(x, small_digits(x) if digits is None else digits)
-
-
-def effect_text(est, lo, hi, ratio: bool, digits: int = 2) -> str:
-    """``est [lo, hi]`` on the display scale."""
-    if not isnum(est):
-        return DASH
-    e, a, b = (to_display(v, ratio) for v in (est, lo, hi))
-    return f"{fmt_auto(e, digits, ratio)} [{fmt_auto(a, digits, ratio)}, {fmt_auto(b, digits, ratio)}]"
 
 
 def level_pct(analysis: dict) -> str:

@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -28,6 +27,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup, escape
 
+from .. import display
 from ..certainty import rules_from_config
 from ..config import analysis_settings, natural_key
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
@@ -95,8 +95,11 @@ _URL = re.compile(r"https?://[^\s|;,()<>\"']+")
 # formatting (registered as Jinja2 filters)
 
 
-def _finite(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+# Numbers are written by tpsynth.display, as in the figures (one value reads the same in both).
+_finite = display.isnum
+num = display.number
+pval = display.p_relation
+pct = display.percent
 
 
 def weeks(window, unit: bool = True) -> str:
@@ -108,36 +111,9 @@ def weeks(window, unit: bool = True) -> str:
     return f"{text} weeks" if unit else text
 
 
-def num(x, digits: int = 2) -> str:
-    """A number with ``digits`` decimals and a true minus sign; an en dash when missing."""
-    if not _finite(x):
-        return "–"
-    s = f"{x:.{digits}f}"
-    if float(s) == 0:
-        s = s.lstrip("-")
-    return s.replace("-", "\u2212")
-
-
 def ratio(x) -> str:
-    """A ratio (RR/OR) readable over many orders of magnitude."""
-    if not _finite(x):
-        return "–"
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x < 0.01:
-        return f"{x:.2g}"
-    return f"{x:.2f}"
-
-
-def pval(p) -> str:
-    if not _finite(p):
-        return "–"
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
-
-
-def pct(x, digits: int = 0) -> str:
-    """A share (0-1) in percent."""
-    return "–" if not _finite(x) else f"{100 * x:.{digits}f}%"
+    """A ratio (RR/OR) on the ratio scale, readable over many orders of magnitude."""
+    return display.value(x, ratio=True)
 
 
 def linkify(text) -> Markup:
@@ -180,24 +156,17 @@ def _scale_text(scale) -> str:
 
 def effect_text(measure: str, est, lo, hi, level: float = 0.95) -> str:
     """'−0.46 (95% CI −1.04 to 0.12)' with ratio measures exponentiated from the log scale."""
-    if not _finite(est):
-        return "not estimable"
-    lvl = f"{100 * level:g}% CI"
-    if measure in RATIO:
-        e, a, b = (math.exp(v) if _finite(v) else None for v in (est, lo, hi))
-        return f"{ratio(e)} ({lvl} {ratio(a)} to {ratio(b)})"
-    return f"{num(est)} ({lvl} {num(lo)} to {num(hi)})"
+    return display.effect(est, lo, hi, ratio=display.is_ratio(measure), style="ci", level=level)
 
 
 def natural(measure: str, x):
     """A value of the analysis scale in natural units (exp for RR/OR)."""
-    if not _finite(x):
-        return None
-    return math.exp(x) if measure in RATIO else x
+    return display.to_display(x, display.is_ratio(measure))
 
 
 def fmt_natural(measure: str, x) -> str:
-    return ratio(natural(measure, x)) if measure in RATIO else num(x)
+    r = display.is_ratio(measure)
+    return display.value(display.to_display(x, r), ratio=r)
 
 
 def favours_text(measure: str, higher_is_better: bool | None, intervention: str) -> str:
