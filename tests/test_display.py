@@ -12,7 +12,7 @@ from tpsynth.analysis import run_analysis
 from tpsynth.config import analysis_settings
 from tpsynth.figures import common as c
 from tpsynth.figures import forest_figure, summary_figure
-from tpsynth.report import build
+from tpsynth.report import build, clinical
 
 M = "\u2212"
 
@@ -54,6 +54,8 @@ def test_figures_and_report_use_the_same_functions():
     """No second implementation: the figure helpers and the report filters are the display functions."""
     assert (c.fmt, c.fmt_auto, c.fmt_p, c.effect_text, c.fmt_small) == (d.number, d.value, d.p_value, d.effect, d.small)
     assert (build.num, build.pval, build.pct) == (d.number, d.p_relation, d.percent)
+    assert (clinical._n, clinical._finite) == (d.number, d.isnum)
+    assert clinical._interval("RR", 0.0, math.log(0.5), math.log(2.0), "95% CrI") == "1.00 (95% CrI 0.50 to 2.00)"
 
 
 def test_forest_summary_figure_and_report_write_one_result_alike(fixture_inputs):

@@ -74,18 +74,19 @@ def digits_for(values: list, ratio: bool = False) -> int:
     return 3 if vals and min(vals) < 0.1 else 2
 
 
-def effect(est, lo, hi, ratio: bool = False, digits: int = 2, style: str = "bracket", level: float = 0.95) -> str:
+def effect(est, lo, hi, ratio: bool = False, digits: int = 2, style: str = "bracket", level: float = 0.95,
+           label: str | None = None) -> str:  # fmt: skip
     """An estimate with its interval, given on the analysis scale (log scale for ratios).
 
     ``style="bracket"`` gives ``0.89 [0.54, 1.47]`` (figures, tables); ``style="ci"`` gives
-    ``0.89 (95% CI 0.54 to 1.47)`` (sentences).
+    ``0.89 (95% CI 0.54 to 1.47)`` (sentences), or with ``label="95% CrI"`` a credible interval.
     """
     if not isnum(est):
         return DASH if style == "bracket" else "not estimable"
     e, a, b = (value(to_display(v, ratio), digits, ratio) for v in (est, lo, hi))
     if style == "bracket":
         return f"{e} [{a}, {b}]"
-    return f"{e} ({100 * level:g}% CI {a} to {b})"
+    return f"{e} ({label or f'{100 * level:g}% CI'} {a} to {b})"
 
 
 def interval(lo, hi, ratio: bool = False, digits: int = 2) -> str:

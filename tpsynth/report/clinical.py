@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from .. import display
 from ..certainty import NO_EVIDENCE
 from ..measures import RATIO_MEASURES
 
@@ -51,31 +52,22 @@ GLOSSARY = [
 ]  # fmt: skip
 
 
-def _finite(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _n(x: float, digits: int = 2) -> str:
-    s = f"{x:.{digits}f}"
-    if float(s) == 0:
-        s = s.lstrip("-")
-    return s.replace("-", "\u2212")
+# Numbers are written by tpsynth.display, as in the figures and the rest of the report.
+_finite = display.isnum
+_n = display.number
 
 
 def _ratio(x: float) -> str:
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x < 0.01:
-        return f"{x:.2g}"
-    return f"{x:.2f}"
+    return display.value(x, ratio=True)
 
 
 def _fmt(measure: str, x: float) -> str:
-    return _ratio(math.exp(x)) if measure in RATIO_MEASURES else _n(x)
+    r = display.is_ratio(measure)
+    return display.value(display.to_display(x, r), ratio=r)
 
 
 def _interval(measure: str, est, lo, hi, name: str) -> str:
-    return f"{_fmt(measure, est)} ({name} {_fmt(measure, lo)} to {_fmt(measure, hi)})"
+    return display.effect(est, lo, hi, ratio=display.is_ratio(measure), style="ci", label=name)
 
 
 def chance(p: float) -> str:
