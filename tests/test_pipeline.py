@@ -221,3 +221,19 @@ def test_invalid_sheet_stops_before_any_output(tmp_path):
     assert "Traceback" not in run.stderr
     written = [p for d in ("results", "data/processed") if (wd / d).exists() for p in (wd / d).rglob("*") if p.is_file()]
     assert written == []
+
+
+def test_analysis_results_follow_their_schema(run_once):
+    import json
+
+    import jsonschema
+    import yaml
+
+    wd = run_once[0]
+    schema = yaml.safe_load((ROOT / "workflow/schemas/analysis_result.schema.yaml").read_text(encoding="utf-8"))
+    v = jsonschema.Draft202012Validator(schema)
+    paths = sorted((wd / "results/analyses").glob("*.json"))
+    assert [p.stem for p in paths] == ["pain_md", "pain_smd", "resp_rr"]
+    for p in paths:
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(json.loads(p.read_text()))]
+        assert errors == [], p.name
