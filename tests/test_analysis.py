@@ -235,3 +235,7 @@ def test_common_tau2_subgroups(base):
     groups = {g["subgroup"]: g for g in res["subgroups"]}
     assert len({g["tau2"] for g in groups.values()}) == 1  # one common tau²
     assert_allclose(groups["gluteal"]["estimate"], fit.beta[0], rtol=1e-12)  # gluteal is the reference level
+    # one study per subgroup leaves nothing to estimate a common tau² from: pooled separately, with a note
+    few = run(base, "pain_md", subgroup="study_id", subgroup_model="common_tau2")
+    assert any("needs more studies (4) than subgroups (4)" in n for n in few["notes"])
+    assert few["pooled"]["q_between_df"] == 3 and len(few["subgroups"]) == 4

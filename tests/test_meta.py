@@ -161,6 +161,9 @@ def test_design_matrix_errors_are_clear():
         design_matrix(["year"], data)
     with pytest.raises(ValueError, match="not in data"):
         design_matrix(["dose"], data)
+    with pytest.raises(ValueError, match="cannot estimate 2 coefficients and tau²"):
+        meta_analysis([0.1, 0.2], [0.1] * 2, mods=[1.0, 2.0])
+    assert meta_analysis([0.1, 0.2], [0.1] * 2, mods=[1.0, 2.0], method="FE").qe_df == 0
     with pytest.raises(ValueError, match="collinear"):
         meta_analysis([0.1, 0.2, 0.3, 0.4], [0.1] * 4, mods=np.column_stack([[1, 2, 3, 4], [2, 4, 6, 8]]))
 

@@ -335,6 +335,12 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         if common and model.fit is None:
             out["notes"].append("subgroup_model common_tau2 needs an inverse-variance method: subgroups pooled separately")
             common = False
+        elif common and k <= len(groups) and analysis["method"] != "FE":
+            out["notes"].append(
+                f"subgroup_model common_tau2 needs more studies ({k}) than subgroups ({len(groups)}) to estimate tau²: "
+                "subgroups pooled separately"
+            )
+            common = False
         if common:
             _common_tau2_subgroups(out, pooled, model, groups, col)
         else:

@@ -658,8 +658,9 @@ def _fit(yi, vi, X, terms, coding, slab, method, ci, level) -> MetaAnalysis:
     X = np.asarray(X, dtype=float)
     p = X.shape[1]
     if p > 1:
-        if k < p:
-            raise ValueError(f"{k} studies cannot estimate {p} coefficients")
+        if k < p or (k == p and method != "FE"):
+            what = f"{p} coefficients" + (" and tau²" if method != "FE" else "")
+            raise ValueError(f"{k} studies cannot estimate {what} (as metafor: more studies than coefficients needed)")
         if np.linalg.matrix_rank(X) < p:
             raise ValueError(f"the moderators are collinear (design matrix of rank < {p}): {', '.join(terms[1:])}")
     out = pooling.pool_many(y, v, np.zeros(k, dtype=np.intp), method, ci, level, n_groups=1,
