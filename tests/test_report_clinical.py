@@ -106,3 +106,13 @@ def test_evidence_glance_counts_target_population():
     assert (g["n_studies_sheet"], g["n_used"], g["n_target"]) == (3, 2, 1)
     assert (g["participants_used"], g["participants_target"]) == (135, 45)
     assert g["other_regions"] == ["neck"]
+
+
+def test_missing_mid_is_said_not_left_blank():
+    a = result(measure="SMD", mid=None, p0=None)
+    a["bayes"]["prob_important_benefit"] = None
+    h = clinical.headline(a)
+    assert len(h["probabilities"]) == 1 and "no minimal important difference is set" in h["no_mid"]
+    a["outcome"]["mid"] = 1.5
+    assert "cannot be put on the SMD scale" in clinical.headline(a)["no_mid"]
+    assert clinical.headline(result())["no_mid"] is None

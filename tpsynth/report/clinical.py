@@ -200,7 +200,7 @@ def headline(a: dict) -> dict:
     level = s.get("level", 0.95)
     lvl = f"{100 * level:g}%"
     out = {"mode": "none", "lead": None, "lead_label": None, "probabilities": [], "frequentist": None, "why": None,
-           "magnitude": None, "mid": mid_text(a), "absolute": None, "absolute_assumed": None, "judged_on":
+           "magnitude": None, "mid": mid_text(a), "absolute": None, "no_mid": None, "absolute_assumed": None, "judged_on":
            a.get("imprecision_judged_on")}  # fmt: skip
     if k == 0 or p.get("certainty") == NO_EVIDENCE:
         out["lead"] = "No usable evidence: no study reported this comparison and outcome in a usable form."
@@ -220,6 +220,12 @@ def headline(a: dict) -> dict:
                 f"{chance(b['prob_important_benefit'])} that the benefit is large enough to notice (beyond the MID)")
         if _finite(b.get("prob_benefit")):
             out["probabilities"].append(f"{chance(b['prob_benefit'])} that {who} helps at all")
+        if not _finite(b.get("prob_important_benefit")):
+            out["no_mid"] = (
+                "The chance of an important benefit is not computed: no minimal important difference is set for "
+                "this outcome" if a["outcome"].get("mid") is None else
+                "The chance of an important benefit is not computed: the outcome's minimal important difference "
+                "cannot be put on the SMD scale (no comparator SD)")  # fmt: skip
         est, lo, hi, name = b["estimate"], b["ci_low"], b["ci_high"], "credible interval"
     else:
         out.update(mode="freq", lead_label=f"{k} studies", lead=freq)
