@@ -142,7 +142,10 @@ def stage_commands(wd: Path) -> list[tuple[str, str, list[str]]]:
                      f"run_one_analysis('data/processed/slices/{a}.json', 'results/analyses/{a}.json')"]))  # fmt: skip
     jsons = [f"results/analyses/{a}.json" for a in ANALYSES]
     cmds.append(("collect", "collect", [py, "-c", "from tpsynth.pipeline import run_collect\n"
-                 f"run_collect({jsons!r}, {ev!r}, {OUTPUTS!r})"]))  # fmt: skip
+                 "class Outputs(dict):  # any further table collect writes goes to results/{name}.csv\n"
+                 "    def __missing__(self, key):\n"
+                 "        return f'results/{key}.csv'\n"
+                 f"run_collect({jsons!r}, {ev!r}, Outputs({OUTPUTS!r}))"]))  # fmt: skip
     for a in ANALYSES:
         cmds.append(("figures", f"figures {a}", [py, "-c", (
             "from tpsynth.figures import forest_figure, funnel_figure, save_all\n"

@@ -67,6 +67,22 @@ def test_snakemake_documented_commands_never_run_a_yte_config(tmp_path, how):
     assert not marker.exists()
 
 
+def test_snakemake_configfile_option_is_reread_safely_and_stops(tmp_path):
+    """What remains (README): Snakemake itself reads a --configfile, templates included, before the
+    Snakefile runs; the Snakefile reads it again through the same checks and stops the run."""
+    shutil.copytree(FIXTURE, tmp_path, dirs_exist_ok=True)
+    evil = tmp_path / "config" / "other.yaml"
+    evil.write_text("__use_yte__: true\n" + FIXTURE_TEXT)
+    run = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "-c", "1",
+         "--configfile", str(evil)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert f"{evil}: key __use_yte__: YTE templates are not accepted" in run.stderr
+    assert "results/analyses" not in run.stdout
+
+
 def test_config_given_with_config_configfile_is_used(tmp_path):
     shutil.copytree(FIXTURE, tmp_path, dirs_exist_ok=True)
     other = tmp_path / "config" / "other.yaml"
