@@ -178,3 +178,14 @@ def test_report_anchors_are_unique():
     assert len(set(anchors)) == len(ids)
     assert anchor("dn.pain") == "analysis-dn.pain"
     assert all(not any(ch.isspace() for ch in a) for a in anchors)  # valid HTML ids
+
+
+def test_invalid_csv_further_down_is_the_files_one_problem(raw):
+    """Rows are parsed as they are checked (memory): a CSV error on a later line still replaces every
+    other problem of that file, as one at the start does."""
+    path = raw / "outcomes.csv"
+    set_cell(path, 2, "mean", "NA")  # a cell problem before the broken line
+    with path.open("a") as fh:
+        fh.write('a2001,dn,dn,pain,"VAS_0_100"x,false,4,final,20,30,15,,,,,,,,,,0,100,,,1,fixture,\n')
+    lines = path.read_text().count("\n")
+    assert run(raw) == [f"{path}:1: not valid CSV near line {lines}: ',' expected after '\"'"]

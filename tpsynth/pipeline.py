@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import analysis_settings
-from .tables import read_json, replace_atomically, write_json
+from .tables import read_json, replace_atomically, write_json, write_text
 from .validate import Sheets, load_sheets
 
 #: Version tag of evidence.json and of the slices (bump when their layout changes).
@@ -242,7 +242,7 @@ def run_ingest(
     if network_slice_dir:
         changed += [f"network {n}" for n in write_network_slices(config, ev, network_slice_dir)]
     write_csv(arms_path, ARM_COLUMNS, ev["arms"])
-    write_json(evidence_path, ev)
+    write_text(evidence_path, _json_text(ev))  # compact: the C encoder (evidence.json is large)
     return len(ev["arms"]), len(ev["flow"]), changed
 
 

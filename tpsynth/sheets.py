@@ -12,6 +12,7 @@ import csv
 import io
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -138,6 +139,17 @@ def read_raw_table(path: str | Path) -> RawTable:
         When the file is not a regular file, too large, unreadable, binary, not UTF-8, or not
         parseable as CSV. The message never quotes the file's content.
     """
+    header, rows = iter_raw_table(path)
+    return RawTable(str(path), header, list(rows))
+
+
+def iter_raw_table(path: str | Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header of a CSV file and an iterator over its non-blank rows as (line, fields).
+
+    As :func:`read_raw_table`, but the rows are parsed as they are consumed, so a caller that keeps
+    only what it makes of each row never holds every raw field at once. The iterator raises
+    :class:`NotCSVError` where the CSV turns invalid.
+    """
     data = _read_regular_file(path)
     for magic, what in _MAGIC.items():
         if data.startswith(magic):
@@ -149,17 +161,27 @@ def read_raw_table(path: str | Path) -> RawTable:
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise NotCSVError(f"not UTF-8 text (undecodable byte on line {line}); save the file as 'CSV UTF-8'") from None
-    table = RawTable(str(path))
+    del data
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] = []
+    start = 1
     try:
-        start = 1
         for fields in reader:
-            end = reader.line_num
-            if not table.header and not table.rows:
-                table.header = [h.strip() for h in fields]
-            elif any(f.strip() for f in fields):
-                table.rows.append((start, fields))
-            start = end + 1
+            header = [h.strip() for h in fields]
+            start = reader.line_num + 1
+            break
     except csv.Error as err:
         raise NotCSVError(f"not valid CSV near line {reader.line_num}: {err}") from None
-    return table
+
+    def rows():
+        nonlocal start
+        try:
+            for fields in reader:
+                end = reader.line_num
+                if any(f.strip() for f in fields):
+                    yield start, fields
+                start = end + 1
+        except csv.Error as err:
+            raise NotCSVError(f"not valid CSV near line {reader.line_num}: {err}") from None
+
+    return header, rows()

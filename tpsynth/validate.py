@@ -8,6 +8,7 @@ Only the standard library and PyYAML are used, so this runs at Snakefile parse t
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .measures import RATIO_MEASURES
 from .selection import value_key, where_items
-from .sheets import ColumnSpec, NotCSVError, SheetSpec, read_raw_table, sheet_spec
+from .sheets import ColumnSpec, NotCSVError, SheetSpec, iter_raw_table, sheet_spec
 
 TRUE = {"true", "yes", "1"}
 FALSE = {"false", "no", "0"}
@@ -170,7 +171,7 @@ def _cell_value(text: str, cspec: ColumnSpec | None) -> tuple:
 def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[list[dict], list[str]] | None:
     """Read and type-check one sheet; append problems; return typed rows and extra columns."""
     try:
-        table = read_raw_table(path)
+        header, raw_rows = iter_raw_table(path)
     except FileNotFoundError:
         problems.append(Problem(path, None, None, "file not found"))
         return None
@@ -180,10 +181,10 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
     except NotCSVError as err:
         problems.append(Problem(path, 1, None, str(err)))
         return None
-    if not table.header or not any(table.header):
+    if not header or not any(header):
         problems.append(Problem(path, 1, None, "file is empty (no header row)"))
         return None
-    header = table.header
+    n_problems = len(problems)  # a CSV error further down replaces this file's other problems
     known = [h for h in header if h in spec.columns or suggest_column(h, list(spec.columns))]
     if not known:
         # Not one expected column: another separator, or not an extraction sheet at all. The header is
@@ -211,11 +212,22 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
             hint = f"; did you mean {near!r}?" if near else "; allowed columns are listed in config/README.md"
             problems.append(Problem(path, 1, col, f"unknown column{hint}"))
             bad = True
-    if not table.rows:
-        problems.append(Problem(path, 2, None, "no data rows"))
+    try:
+        first = next(raw_rows, None)
+        if first is None:
+            problems.append(Problem(path, 2, None, "no data rows"))
+            return None
+        if bad:
+            return None
+        return _typed_rows(path, spec, header, itertools.chain([first], raw_rows), problems), extra
+    except NotCSVError as err:  # invalid CSV further down: that alone is reported, as for a bad start
+        del problems[n_problems:]
+        problems.append(Problem(path, 1, None, str(err)))
         return None
-    if bad:
-        return None
+
+
+def _typed_rows(path: str, spec: SheetSpec, header: list[str], raw_rows, problems: list[Problem]) -> list[dict]:
+    """Type-check each raw row of a sheet whose header is valid; append problems; return typed rows."""
     rows = []
     present = set(header)
     absent = [(col, cspec.default) for col, cspec in spec.columns.items() if col not in present]
@@ -226,7 +238,7 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
     # Per column, the parsed result of each distinct cell text: columns repeat their values (codes,
     # units, n, rounded statistics), so most cells are parsed once and rows share the value objects.
     columns = [(col, spec.columns.get(col), {}) for col in header]
-    for line, fields in table.rows:
+    for line, fields in raw_rows:
         if len(fields) != len(header):
             problems.append(
                 Problem(path, line, None, f"row has {len(fields)} fields but the header has {len(header)}")
@@ -254,7 +266,7 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
                 problems.append(Problem(path, line, col, f"required value is empty{extra_msg}"))
                 row["_invalid"] = True
         rows.append(row)
-    return rows, extra
+    return rows
 
 
 SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
