@@ -117,3 +117,23 @@ def test_schema_rejects_malformed_where(where):
     cfg["analyses"]["pain_md"]["where"] = where
     with pytest.raises(ConfigError, match=r"key analyses\.pain_md\.where"):
         validate_config(cfg)
+
+
+def test_where_in_words_for_the_report():
+    from tpsynth.report import build
+    from tpsynth.selection import where_text
+
+    where = {"region": ["lumbar", "gluteal"], "randomised": True, "year": 2005.0}
+    assert where_text(where) == "region lumbar or gluteal; randomised true; year 2005"
+    html = build.environment().from_string("only studies with {{ w | where }}").render(w={"region": "<b>x</b>"})
+    assert html == "only studies with region &lt;b&gt;x&lt;/b&gt;"  # escaped like every value from the data
+
+
+def test_report_section_says_which_studies_the_analysis_keeps(fixture_inputs):
+    from tpsynth.report import build
+
+    res = run(fixture_inputs, "pain_md", where={"region": ["lumbar", "gluteal"]})
+    assert build.analysis_section(res, {})["settings"]["where"] == {"region": ["lumbar", "gluteal"]}
+    assert build.analysis_section(run(fixture_inputs, "pain_md"), {})["settings"]["where"] is None
+    template = (Path(build.TEMPLATE_DIR) / build.TEMPLATE_NAME).read_text(encoding="utf-8")
+    assert "only studies with {{ s.settings.where | where }}" in template

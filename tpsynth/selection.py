@@ -38,6 +38,11 @@ def where_items(where: dict | None) -> list[tuple[str, list]]:
     return out
 
 
+def where_text(where: dict | None) -> str:
+    """``where`` in words for readers: ``region lumbar or gluteal; design parallel``."""
+    return "; ".join(f"{col} {' or '.join(str(value_key(v)) for v in vals)}" for col, vals in where_items(where))
+
+
 def excluded_reason(study: dict, where: dict | None) -> str | None:
     """Why ``study`` (a studies.csv row) is outside ``where``, or None when it is kept."""
     for col, vals in where_items(where):

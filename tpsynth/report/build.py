@@ -31,6 +31,7 @@ from .. import display
 from ..certainty import rules_from_config
 from ..config import analysis_settings, natural_key
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
+from ..selection import where_text
 from . import clinical
 from .network import network_sections
 
@@ -382,6 +383,7 @@ def analysis_section(a: dict, figures: dict) -> dict:
             "timepoint_weeks": s.get("timepoint_weeks"),
             "timepoint_rule": s.get("timepoint_rule"),
             "randomised_only": s.get("randomised_only"),
+            "where": s.get("where"),
         },
         "labels": {k: list((a.get("labels") or {}).get(k) or []) for k in ("intervention", "comparator")},
         "sof": sof_row(a),
@@ -798,7 +800,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(num=num, ratio=ratio, pval=pval, pct=pct, linkify=linkify, breakable=breakable, weeks=weeks)
+    env.filters.update(num=num, ratio=ratio, pval=pval, pct=pct, linkify=linkify, breakable=breakable, weeks=weeks,
+                       where=where_text)
     return env
 
 
