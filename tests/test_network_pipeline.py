@@ -101,6 +101,17 @@ def test_disconnected_parts_are_not_compared(net_config):
     assert len(pairs) == 4
 
 
+def test_validate_warns_about_rows_a_network_leaves_out(net_config):
+    from tpsynth.validate import exclusion_warnings
+
+    config, sheets, _ = net_config
+    warnings = [str(w) for w in exclusion_warnings(sheets, config)]
+    mine = [w for w in warnings if "network:pain_net" in w]
+    # d2015 is not randomised; its two pain rows are named with the column to look at
+    assert sum("study_id" in w and "non-randomised" in w for w in mine) == 2
+    assert all("outcomes.csv:" in w or "contrasts.csv:" in w for w in mine)
+
+
 def test_dataflow_counts_network_use():
     from tpsynth.tables import dataflow_rows
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from .measures import DICHOTOMOUS_MEASURES
 from .network import StudyBlock, block_from_arms, block_from_contrast
 from .study_effects import _combine_side, _contrast_effect, _transform, opposite_direction
+from .validate import Reason
 
 __all__ = ["NetworkData", "build_network_data", "node_of"]
 
@@ -81,13 +82,13 @@ def _block_from_arm_rows(sid, sel, order, node, measure, outcome_cfg, info):
         if sum(node[a["intervention"]] == nd for a in sel) > 1:
             notes.append(f"arms of node {nd} combined (Handbook Table 6.5.a)")
     if not dichotomous and any(not a["sd"] or a["sd"] <= 0 or a["n"] <= 1 for a in arms):
-        return None, "an arm has no positive SD or fewer than two participants"
+        return None, Reason("an arm has no positive SD or fewer than two participants", "sd")
     info = dict(info, source="arms", timepoint_weeks=a0["timepoint_weeks"], instrument=a0["instrument"],
                 notes=notes, sd_ref=sd_ref, arms=dict(zip(nodes, arms, strict=True)), derived=any(a.get("derived") for a in sel),
                 low_confidence=any((a.get("extraction_confidence") or "").lower() == "low" for a in sel))  # fmt: skip
     block = block_from_arms(sid, nodes, arms, measure, info)
     if block is None:
-        return None, "no events (or only events) in every arm: left out (metafor drop00=TRUE)"
+        return None, Reason("no events (or only events) in every arm: left out (metafor drop00=TRUE)", "events")
     return block, None
 
 
@@ -133,7 +134,9 @@ def build_network_data(network: dict, arms: list[dict], contrasts: list[dict], s
             note("outcomes", a["line"], "not_used", f"timepoint {a['timepoint_weeks']:g} weeks outside {lo_w:g}-{hi_w:g}")
             continue
         if dichotomous != (a["events"] is not None):
-            note("outcomes", a["line"], "not_used", f"row holds {'events' if a['events'] is not None else 'means'}; the network pools {measure}")
+            kind = "events" if a["events"] is not None else "means"
+            note("outcomes", a["line"], "not_used",
+                 Reason(f"row holds {kind}; the network pools {measure}", "events" if kind == "events" else "mean"))
             continue
         cand.setdefault(a["study_id"], []).append(a)
     cand_con: dict[str, list[dict]] = {}
@@ -161,11 +164,12 @@ def build_network_data(network: dict, arms: list[dict], contrasts: list[dict], s
         info = {"rob_overall": study.get("rob_overall"), "region": study.get("region"),
                 "label": f"{study.get('author', sid)} {study.get('year', '')}".strip()}  # fmt: skip
         if network.get("randomised_only", True) and study.get("randomised") is False:
-            excluded.append({"study_id": sid, "reason": "non-randomised study; the network is randomised-only"})
+            why = Reason("non-randomised study; the network is randomised-only", "study_id")
+            excluded.append({"study_id": sid, "reason": why})
             for a in rows:
-                note("outcomes", a["line"], "not_used", "non-randomised study")
+                note("outcomes", a["line"], "not_used", why)
             for r in cons:
-                note("contrasts", r["_line"], "not_used", "non-randomised study")
+                note("contrasts", r["_line"], "not_used", why)
             continue
         options = _arm_options(rows, node)
         times = sorted({o[0][0] for o in options} | {r["timepoint_weeks"] for r in cons}, reverse=latest)

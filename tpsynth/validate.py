@@ -586,6 +586,41 @@ def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str
     return sheets
 
 
+def _network_exclusions(sheets, config, arms, ingest_reason, by_line, usable_contrasts, studies, found) -> dict:
+    """The rows a configured network will leave out for a data reason (as for analyses, with the network's
+    nodes in place of the two sides; named ``network:ID``)."""
+    from .network_analysis import network_settings
+    from .network_data import build_network_data, node_of
+
+    for nid in sorted(config.get("networks") or {}):
+        n = network_settings(config, nid)
+        label = f"network:{nid}"
+        node = node_of(n)
+        lo, hi = n["timepoint_weeks"]
+        for key, reason in ingest_reason.items():
+            row = by_line[key]
+            t = row.get("timepoint_weeks")
+            if row.get("outcome") != n["outcome"] or (t is not None and not lo <= t <= hi):
+                continue
+            if key[0] == "outcomes":  # a row of a node in a study with rows of another node
+                here = node.get(row.get("intervention"))
+                on_node = here is not None and any(
+                    r.get("study_id") == row.get("study_id") and r.get("outcome") == row.get("outcome")
+                    and node.get(r.get("intervention")) not in (None, here)
+                    for r in sheets.outcomes
+                )  # fmt: skip
+            else:
+                a, b = node.get(row.get("intervention")), node.get(row.get("comparator"))
+                on_node = a is not None and b is not None and a != b
+            if on_node:
+                found.setdefault((key, getattr(reason, "column", None) or "unusable_reason", str(reason)), []).append(label)
+        for f in build_network_data(n, arms, usable_contrasts, studies, config).flow:
+            column = getattr(f["reason"], "column", None)
+            if f["state"] == "not_used" and column:
+                found.setdefault(((f["sheet"], f["line"]), column, str(f["reason"])), []).append(label)
+    return found
+
+
 def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     """Rows of valid sheets that a configured analysis will leave out, as ``FILE:LINE: column`` warnings.
 
@@ -654,6 +689,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
             column = getattr(f["reason"], "column", None)
             if f["state"] == "not_used" and column:
                 add((f["sheet"], f["line"]), column, f["reason"], aid)
+    found.update(_network_exclusions(sheets, config, arms, ingest_reason, by_line, usable_contrasts, studies, found))
     warnings = []
     for ((sheet, line), column, reason), aids in found.items():
         ids = sorted(set(aids))
