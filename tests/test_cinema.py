@@ -72,3 +72,20 @@ def test_indirectness_reporting_bias_and_overall():
     assert r["confidence"] == "moderate" and r["reasons"][0].startswith("reporting bias")
     r = rate(pair({"high": 1.0}, ci=(-1.5, 1.5)), k_direct=1)  # -2 bias, -2 indirectness, -2 imprecision
     assert r["confidence"] == "very low"
+
+
+def test_reporting_bias_uses_egger_on_the_direct_trials():
+    """With at least publication_bias_min_k trials of a comparison, Egger's test on them (engine's
+    small_study.egger_test) decides reporting bias; the network passes each trial's own contrast."""
+    from tpsynth.network import block_from_contrast
+    from tpsynth.network_analysis import _egger_p
+    from tpsynth.small_study import egger_test
+
+    ys = [-0.9, -0.7, -0.2, -0.5, 0.1, -0.3, -1.1, -0.4, 0.0, -0.6, -0.8, -0.25]
+    vs = [0.30, 0.22, 0.05, 0.12, 0.03, 0.08, 0.40, 0.10, 0.02, 0.15, 0.25, 0.06]
+    blocks = [block_from_contrast(f"s{i}", "A", "B", y, v) for i, (y, v) in enumerate(zip(ys, vs, strict=True))]
+    p = _egger_p(blocks, "B", "A")
+    assert p == egger_test(ys, vs).pvalue and 0 < p < 1
+    r = rate(pair({"low": 1.0}), k_direct=len(ys), egger_p=p)
+    level_expected = "some concerns" if p < DEFAULT_RULES["publication_bias_p"] else "no concerns"
+    assert level(r, "reporting bias") == level_expected
