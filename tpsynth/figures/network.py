@@ -8,6 +8,7 @@ import math
 
 from matplotlib.patches import Circle, Rectangle
 
+from .. import display
 from .common import DASH, DIAMOND, GREY, MEASURE_NAMES, effect_axis, fmt, isnum, new_figure, styled, wrap
 
 __all__ = ["league_figure", "network_forest_figure", "network_graph_figure"]
@@ -22,14 +23,12 @@ def _ratio(result):
 
 
 def _disp(x, ratio):
-    return math.exp(x) if ratio and isnum(x) else x
+    return display.to_display(x, ratio) if isnum(x) else x
 
 
 def _est_text(est, lo, hi, ratio):
-    if not isnum(est):
-        return DASH
-    d = 2
-    return f"{fmt(_disp(est, ratio), d)} ({fmt(_disp(lo, ratio), d)} to {fmt(_disp(hi, ratio), d)})"
+    """``0.38 [−0.68, 1.43]`` (the figures' convention, :func:`tpsynth.display.effect`)."""
+    return display.effect(est, lo, hi, ratio=ratio)
 
 
 @styled
@@ -178,13 +177,13 @@ def league_figure(result: dict):
                 p = pairs[(ti, tj)]
                 if i > j:
                     fc = CONF_COLOUR.get(p["confidence"], "white")
-                    txt = _est_text(p["estimate"], p["ci_low"], p["ci_high"], ratio).replace(" (", "\n(")
+                    txt = _est_text(p["estimate"], p["ci_low"], p["ci_high"], ratio).replace(" [", "\n[")
                 else:
                     fc = "white"
                     if isnum(p["direct_estimate"]):
                         se = p["direct_se"]
                         d = p["direct_estimate"]
-                        txt = _est_text(d, d - 1.959963984540054 * se, d + 1.959963984540054 * se, ratio).replace(" (", "\n(")
+                        txt = _est_text(d, d - 1.959963984540054 * se, d + 1.959963984540054 * se, ratio).replace(" [", "\n[")
                     else:
                         txt = DASH
                 ax.add_patch(Rectangle((x0, y0), cell_w, 0.55, fc=fc, ec="white", alpha=0.55 if i > j else 1.0))

@@ -5,8 +5,9 @@ confidence, the graph, league table and forest plot, the fit, and the confidence
 
 from __future__ import annotations
 
-import math
 import re
+
+from .. import display
 
 __all__ = ["network_anchor", "network_section", "network_sections"]
 
@@ -26,30 +27,23 @@ def network_anchor(network_id: str) -> str:
 
 
 def _ok(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    return display.isnum(x)
 
 
 def _num(x, digits=2) -> str:
-    if not _ok(x):
-        return "–"
-    s = f"{x:.{digits}f}"
-    if float(s) == 0:
-        s = s.lstrip("-")
-    return s.replace("-", "\u2212")
+    return display.number(x, digits)
 
 
 def _nat(measure, x):
-    return math.exp(x) if measure in ("OR", "RR") and _ok(x) else x
+    return display.to_display(x, display.is_ratio(measure))
 
 
 def _effect(measure, est, lo, hi, level=0.95) -> str:
-    if not _ok(est):
-        return "not estimable"
-    return f"{_num(_nat(measure, est))} ({100 * level:g}% CI {_num(_nat(measure, lo))} to {_num(_nat(measure, hi))})"
+    return display.effect(est, lo, hi, ratio=display.is_ratio(measure), style="ci", level=level)
 
 
 def _interval(measure, lo, hi) -> str:
-    return f"{_num(_nat(measure, lo))} to {_num(_nat(measure, hi))}" if _ok(lo) else "–"
+    return display.interval(lo, hi, ratio=display.is_ratio(measure)) if _ok(lo) else display.DASH
 
 
 def _better(result: dict, est) -> bool:
