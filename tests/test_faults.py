@@ -242,3 +242,47 @@ def test_full_disk_reaches_the_user(tmp_path):
     for line in out.splitlines():
         if line.startswith("FIGURE ") and line.split()[1].endswith(".pdf"):
             assert "%%EOF" in line, line
+
+
+# ------------------------------------------------------------------------------ the console of make report
+
+
+def test_console_shows_one_line_per_job_and_errors_in_full():
+    import io
+
+    from tpsynth.run import ConsoleFilter
+
+    snakemake_output = textwrap.dedent("""\
+        Building DAG of jobs...
+        [Sun Nov 29 15:00:00 2026]
+        localrule analyse:
+            input: data/processed/slices/pain_md.json
+            output: results/analyses/pain_md.json
+            jobid: 4
+            reason: Missing output files: results/analyses/pain_md.json; Input files updated by another job: x, y
+            wildcards: analysis_id=pain_md
+        [Sun Nov 29 15:00:01 2026]
+        Finished jobid: 4 (Rule: analyse)
+        3 of 11 steps (27%) done
+        Error: OSError: [Errno 28] No space left on device (the disk holding /w is full: free some space)
+        [Sun Nov 29 15:00:02 2026]
+        Error in rule figures:
+            message: None
+            jobid: 7
+            input: results/analyses/pain_md.json
+            log: logs/figures/pain_md.log (check log file(s) for error details)
+
+        Shutting down, this might take some time.
+        Complete log(s): /w/.snakemake/log/x.snakemake.log
+        """)
+    out = io.StringIO()
+    filt = ConsoleFilter(out)
+    for line in snakemake_output.splitlines(keepends=True):
+        filt.feed(line)
+    shown = out.getvalue().splitlines()
+    assert shown[0] == "[ 3/11] analyse pain_md"
+    assert "Error: OSError: [Errno 28] No space left on device (the disk holding /w is full: free some space)" in shown
+    assert "Error in rule figures:" in shown
+    assert "    log: logs/figures/pain_md.log (check log file(s) for error details)" in shown
+    assert not any("reason:" in line or "Building DAG" in line or "Shutting down" in line for line in shown)
+    assert filt.log_path == "/w/.snakemake/log/x.snakemake.log"

@@ -76,8 +76,10 @@ def _hashes(paths: dict[str, str]) -> dict[str, str]:
 
 
 def config_sha256(config: dict) -> str:
-    """SHA-256 of the configuration as loaded (files merged, --config overrides applied, defaults filled)."""
-    return sha256_bytes(json.dumps(config, sort_keys=True, default=str).encode("utf-8"))
+    """SHA-256 of the configuration as loaded (files merged, --config overrides applied, defaults filled),
+    without ``corpus`` (the corpus re-analysis reads no evidence: changing its shards reruns no ingest)."""
+    relevant = {k: v for k, v in config.items() if k != "corpus"}
+    return sha256_bytes(json.dumps(relevant, sort_keys=True, default=str).encode("utf-8"))
 
 
 def evidence_out_of_date(evidence_path: str | Path, config: dict) -> list[str]:
