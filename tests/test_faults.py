@@ -237,8 +237,12 @@ def test_full_disk_reaches_the_user(tmp_path):
     out = proc.stdout + proc.stderr
     assert "FIRST RUN FAILED" not in out, out[-3000:]
     assert "EXIT=0" not in out, out[-3000:]
-    assert "Error: OSError: [Errno 28] No space left on device (the disk holding" in out, out[-3000:]
-    assert "Error in rule figures" in out or "Error in rule summary_figure" in out, out[-3000:]
+    assert "No space left on device" in out, out[-3000:]
+    assert "exit status 120" not in out, out[-3000:]
+    # A job that hits the full disk says so itself (job_log); when Snakemake's own bookkeeping hits it
+    # first (writing the job's script or metadata), Snakemake's error carries the same message.
+    if "Error in rule figures" in out or "Error in rule summary_figure" in out:
+        assert "No space left on device (the disk holding" in out or "RuleException: OSError" in out, out[-3000:]
     for line in out.splitlines():
         if line.startswith("FIGURE ") and line.split()[1].endswith(".pdf"):
             assert "%%EOF" in line, line
