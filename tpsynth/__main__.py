@@ -19,12 +19,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     studies = args.studies or data["studies"]
     outcomes = args.outcomes or data["outcomes"]
     contrasts = args.contrasts if args.contrasts is not None else data.get("contrasts")
-    sheets, problems = validate_sheets(studies, outcomes, contrasts or None, config, args.config)
+    rob = args.risk_of_bias if args.risk_of_bias is not None else data.get("risk_of_bias")
+    sheets, problems = validate_sheets(studies, outcomes, contrasts or None, config, args.config, risk_of_bias=rob or None)
     if problems:
         print(format_problems(problems), file=sys.stderr)
         return 1
     counts = f"{len(sheets.studies)} studies, {len(sheets.outcomes)} outcome rows, {len(sheets.contrasts)} contrast rows"
-    warnings = exclusion_warnings(sheets, config)
+    if sheets.risk_of_bias:
+        counts += f", {len(sheets.risk_of_bias)} risk-of-bias rows"
+    warnings = sheets.warnings + exclusion_warnings(sheets, config)
     if not warnings:
         print(f"OK: {counts}")
         return 0
@@ -32,8 +35,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     n = len(warnings)
     print(
-        f"Valid, with {n} warning{'s' if n != 1 else ''}: {counts}; the rows warned about will be left out of the "
-        "analyses named (data/processed/dataflow.csv records every row's fate)"
+        f"Valid, with {n} warning{'s' if n != 1 else ''}: {counts}; see the warnings above "
+        "(data/processed/dataflow.csv records every row's fate)"
     )
     return 1 if args.strict else 0
 
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--studies", help="studies sheet (default: data.studies in the config)")
     v.add_argument("--outcomes", help="outcomes sheet (default: data.outcomes in the config)")
     v.add_argument("--contrasts", help="contrasts sheet (default: data.contrasts in the config; '' for none)")
+    v.add_argument("--risk-of-bias", help="risk-of-bias sheet (default: data.risk_of_bias in the config; '' for none)")
     v.add_argument("--strict", action="store_true", help="exit with status 1 when there are warnings")
     v.set_defaults(func=_cmd_validate)
 

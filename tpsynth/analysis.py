@@ -15,6 +15,7 @@ from . import mh, pooling
 from .harmonise import harmonise
 from .meta import design_matrix, meta_analysis
 from .mh import TableResult
+from .rob import study_judgement
 from .study_effects import TABLE_METHODS, build_study_effects
 from .validate import Sheets
 
@@ -311,12 +312,13 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
     for e, w in zip(effects, weights, strict=True):
         s = studies[e.study_id]
         se = math.sqrt(e.vi)
+        rob = study_judgement(sheets.risk_of_bias, s, analysis["outcome"])
         rows.append({
             "study_id": e.study_id, "author": s.get("author"), "year": s.get("year"), "yi": e.yi, "vi": e.vi,
             "ci_low": e.yi - z * se, "ci_high": e.yi + z * se, "weight": float(w),
             "n_intervention": e.n_intervention, "n_comparator": e.n_comparator, "timepoint_weeks": e.timepoint_weeks,
             "instrument": e.instrument, "source": e.source, "derived": e.derived, "low_confidence": e.low_confidence,
-            "rob_overall": s.get("rob_overall"), "region": s.get("region"), "design": s.get("design"),
+            "rob_overall": rob["level"], "rob": rob, "region": s.get("region"), "design": s.get("design"),
             "arms_text": e.arms_text, "notes": e.notes, "comparator_sd_ref": e.comparator_sd_ref,
             "comparator_risk": e.comparator_risk, "side_stats": e.side_stats, "scale_factor": e.scale_factor,
             "sign": e.sign, "extraction_confidence": s.get("extraction_confidence"),

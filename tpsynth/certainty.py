@@ -35,6 +35,7 @@ DEFAULT_RULES = {
     "dichotomous_relative_change": 0.25,
     "small_trial_per_arm": 50,
     "risk_of_bias_weight": 0.5,
+    "risk_of_bias_very_serious_weight": 0.5,
     "not_assessed_counts_as_risk": True,
     "inconsistency_i2_serious": 50.0,
     "inconsistency_i2_very_serious": 75.0,
@@ -65,6 +66,8 @@ class Caveats:
     derived_weight: float
     low_confidence_weight: float
     off_target_weight: float
+    some_concerns_weight: float = 0.0  # weight at some concerns (RoB 2) / moderate or no information (ROBINS-I)
+    rob_domains_high: tuple = ()  # ((domain label, weight share judged high in it), ...), domain data only
 
 
 def rules_from_config(config: dict) -> dict:
@@ -143,11 +146,66 @@ def compute_caveats(result: dict, rules: dict, target_regions: list[str] | None)
         derived_weight=_share(studies, lambda s: bool(s.get("derived"))),
         low_confidence_weight=_share(studies, lambda s: bool(s.get("low_confidence"))),
         off_target_weight=(_share(studies, lambda s: s.get("region") not in target_regions) if target_regions else 0.0),
+        some_concerns_weight=_share(studies, lambda s: s.get("rob_overall") == "some_concerns"),
+        rob_domains_high=_domains_high(studies),
     )  # fmt: skip
+
+
+def _domains_high(studies: list[dict]) -> tuple:
+    """Weight share judged high (RoB 2 high, ROBINS-I serious or critical) in each domain, in domain order."""
+    total = sum(s["weight"] for s in studies)
+    shares: dict[str, float] = {}
+    for s in studies:
+        for dom in (s.get("rob") or {}).get("domains") or []:
+            shares.setdefault(dom["domain"], 0.0)
+            if dom["level"] == "high" and total > 0:
+                shares[dom["domain"]] += s["weight"] / total
+    return tuple((d, w) for d, w in shares.items() if w > 0)
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def risk_of_bias_downgrade(c: Caveats, rules: dict) -> tuple[int, str]:
+    """GRADE risk-of-bias downgrade from the studies' judgements, weighted by their weight in the analysis.
+
+    Each study's judgement is its overall risk of bias for the analysis's outcome, from its domain
+    judgements by the tool's algorithm (:mod:`tpsynth.rob`; ``studies.csv`` ``rob_overall`` when it
+    has no domain data), on the common scale low / some concerns / high / not assessed. Following the
+    Cochrane Handbook (section 14.2.2, which applies the summary assessment of risk of bias across
+    studies of Table 8.7.a of version 5.1: "most information from studies at low risk" -> no serious
+    limitation; "from studies at low or unclear risk" -> serious; "the proportion of information at
+    high risk is sufficient to affect the interpretation" -> serious or very serious), with the
+    shares of weight:
+
+    * -2 (very serious) when the weight at high risk is at least ``risk_of_bias_very_serious_weight``;
+    * -1 (serious) when the weight not at low risk (high, some concerns, and not assessed when
+      ``not_assessed_counts_as_risk``) is at least ``risk_of_bias_weight``;
+    * no downgrade otherwise.
+
+    The reason names the shares and, with domain data, the domains judged high and their weight.
+
+    Returns
+    -------
+    (levels, reason)
+    """
+    na = c.not_assessed_weight if rules["not_assessed_counts_as_risk"] else 0.0
+    not_low = c.high_rob_weight + c.some_concerns_weight + na
+    what = []
+    if c.high_rob_weight:
+        what.append(f"{_pct(c.high_rob_weight)} of the weight from high risk-of-bias studies")
+    if c.some_concerns_weight:
+        what.append(f"{_pct(c.some_concerns_weight)} from studies with some concerns")
+    if na:
+        what.append(f"risk of bias not assessed for {_pct(na)} of the weight")
+    if c.rob_domains_high:
+        what.append("high risk in " + ", ".join(f"{d} ({_pct(w)} of the weight)" for d, w in c.rob_domains_high))
+    if c.high_rob_weight >= rules.get("risk_of_bias_very_serious_weight", 0.5):
+        return 2, "; ".join(what)
+    if not_low >= rules["risk_of_bias_weight"]:
+        return 1, "; ".join(what)
+    return 0, ""
 
 
 def grade(result: dict, c: Caveats, rules: dict, interval: tuple[float, float, str] | None = None) -> tuple[str, list[str]]:
@@ -162,16 +220,11 @@ def grade(result: dict, c: Caveats, rules: dict, interval: tuple[float, float, s
         return NO_EVIDENCE, ["no study with usable data"]
     reasons: list[str] = []
     down = 0
-    # risk of bias
-    rob_share = c.high_rob_weight + (c.not_assessed_weight if rules["not_assessed_counts_as_risk"] else 0)
-    if rob_share >= rules["risk_of_bias_weight"]:
-        down += 1
-        what = []
-        if c.high_rob_weight:
-            what.append(f"{_pct(c.high_rob_weight)} of the weight from high risk-of-bias studies")
-        if c.not_assessed_weight and rules["not_assessed_counts_as_risk"]:
-            what.append(f"risk of bias not assessed for {_pct(c.not_assessed_weight)} of the weight")
-        reasons.append("risk of bias (-1): " + "; ".join(what))
+    # risk of bias (Cochrane Handbook 14.2.2; rule in risk_of_bias_downgrade)
+    rob_down, rob_why = risk_of_bias_downgrade(c, rules)
+    if rob_down:
+        down += rob_down
+        reasons.append(f"risk of bias (-{rob_down}): {rob_why}")
     # inconsistency
     i2 = p.get("i2")
     if c.k >= 2 and i2 is not None:

@@ -30,7 +30,7 @@ from .validate import Sheets, load_sheets
 #: Version tag of evidence.json and of the slices (bump when their layout changes).
 EVIDENCE_FORMAT = "tpsynth-evidence/1"
 #: Top-level config keys no analysis reads (left out of the slices so editing them reruns no analysis).
-NOT_READ_BY_ANALYSES = ("data", "corpus", "analyses", "networks", "interventions", "outcomes")
+NOT_READ_BY_ANALYSES = ("data", "corpus", "analyses", "networks", "interventions", "outcomes", "prisma")
 
 
 class SheetChangedError(Exception):
@@ -41,8 +41,9 @@ def sheet_paths(config: dict) -> dict[str, str]:
     """The sheets named in the config (``contrasts`` only when given)."""
     data = config["data"]
     paths = {"studies": data["studies"], "outcomes": data["outcomes"]}
-    if data.get("contrasts"):
-        paths["contrasts"] = data["contrasts"]
+    for optional in ("contrasts", "risk_of_bias", "screening"):
+        if data.get(optional):
+            paths[optional] = data[optional]
     return paths
 
 
@@ -142,6 +143,7 @@ def build_evidence(config: dict) -> dict:
         "extra_study_columns": sheets.extra_study_columns,
         "arms": arms,
         "flow": flow,
+        "risk_of_bias": sheets.risk_of_bias,  # checked rows (with domains and the overall judgement)
     }
 
 
@@ -159,6 +161,7 @@ def sheets_from_evidence(ev: dict) -> Sheets:
         studies=ev["studies"], outcomes=ev["outcomes"], contrasts=ev["contrasts"],
         paths={s["name"]: s["path"] for s in ev.get("sheets") or []},
         extra_study_columns=list(ev.get("extra_study_columns") or []),
+        risk_of_bias=list(ev.get("risk_of_bias") or []),
     )  # fmt: skip
 
 
@@ -189,6 +192,7 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
         "contrasts": cons,
         "extra_study_columns": evidence["extra_study_columns"],
         "arms": arms,
+        "risk_of_bias": [r for r in evidence.get("risk_of_bias") or [] if r.get("study_id") in ids],
     }
 
 
@@ -310,7 +314,7 @@ def network_slice(config: dict, evidence: dict, network_id: str) -> dict:
     any intervention code). Like :func:`evidence_slice`, rewritten only when its content changes."""
     from .network_analysis import network_settings
 
-    cfg = {k: v for k, v in config.items() if k not in ("data", "corpus", "analyses", "networks")}
+    cfg = {k: v for k, v in config.items() if k not in ("data", "corpus", "analyses", "networks", "prisma")}
     cfg["networks"] = {network_id: config["networks"][network_id]}
     return {
         "format": EVIDENCE_FORMAT,
@@ -318,6 +322,7 @@ def network_slice(config: dict, evidence: dict, network_id: str) -> dict:
         "settings": network_settings(config, network_id),
         "config": cfg,
         **{k: evidence[k] for k in ("studies", "outcomes", "contrasts", "extra_study_columns", "arms")},
+        "risk_of_bias": evidence.get("risk_of_bias") or [],
     }
 
 

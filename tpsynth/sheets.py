@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "workflow" / "schemas"
-SHEETS = ("studies", "outcomes", "contrasts")
+SHEETS = ("studies", "outcomes", "contrasts", "risk_of_bias", "screening")
 
 
 @dataclass(frozen=True)

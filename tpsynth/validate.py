@@ -78,6 +78,9 @@ class Sheets:
     contrasts: list[dict] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
     extra_study_columns: list[str] = field(default_factory=list)
+    risk_of_bias: list[dict] = field(default_factory=list)  # optional sheet, checked by tpsynth.rob
+    warnings: list = field(default_factory=list)  # Problems that do not stop a run (e.g. a derived overall)
+    prisma: object = None  # tpsynth.prisma.Flow when the config has prisma: or data.screening
 
 
 def _shown(value: str) -> str:
@@ -452,6 +455,7 @@ def validate_sheets(
     contrasts: str | None,
     config: dict,
     config_path: str = "config/config.yaml",
+    risk_of_bias: str | None = None,
 ) -> tuple[Sheets, list[Problem]]:
     """Validate the three sheets; return typed rows and every problem found.
 
@@ -521,8 +525,29 @@ def validate_sheets(
                 _check_study_refs(contrasts, sheets.contrasts, study_lines, studies, problems)
     if sheets.studies:
         _check_study_columns(config, sheets, studies, config_path, problems)
-    order = {studies: 0, outcomes: 1, contrasts: 2}
-    problems.sort(key=lambda p: (order.get(p.file, 3), p.line or 0))
+    if risk_of_bias:
+        from .rob import check_rows
+
+        got = _read_sheet(risk_of_bias, sheet_spec("risk_of_bias"), problems)
+        if got:
+            sheets.risk_of_bias = got[0]
+            sheets.paths["risk_of_bias"] = risk_of_bias
+            rob_problems, sheets.warnings = check_rows(
+                risk_of_bias, sheets.risk_of_bias, sheets.studies, studies, declared_out
+            )
+            problems.extend(rob_problems)
+    screening = (config.get("data") or {}).get("screening")
+    if config.get("prisma") or screening:
+        from .prisma import load_flow
+
+        def read(path, name, probs):
+            got = _read_sheet(path, sheet_spec(name), probs)
+            return got[0] if got else None
+
+        sheets.prisma, prisma_problems = load_flow(config, config_path, screening, sheets.studies, studies, read)
+        problems.extend(prisma_problems)
+    order = {studies: 0, outcomes: 1, contrasts: 2, risk_of_bias: 3}
+    problems.sort(key=lambda p: (order.get(p.file, 4), p.line or 0))
     return sheets, problems
 
 
@@ -580,7 +605,9 @@ def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str
         v = data.get(key)
         return str(base / v) if v and base != Path(".") else v
 
-    sheets, problems = validate_sheets(p("studies"), p("outcomes"), p("contrasts"), config, config_path)
+    sheets, problems = validate_sheets(
+        p("studies"), p("outcomes"), p("contrasts"), config, config_path, risk_of_bias=p("risk_of_bias")
+    )
     if problems:
         raise SheetValidationError(problems)
     return sheets
