@@ -60,6 +60,8 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/network.smk"
+include: "workflow/rules/rob.smk"
+include: "workflow/rules/prisma.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/report.smk"
 
@@ -83,5 +85,7 @@ rule all:
             network_id=NETWORKS,
             ext=["png", "svg", "pdf"],
         ),
+        rules.rob_figures.output if ROB_FIGURES else [],
+        rules.prisma_figure.output if PRISMA_FIGURE else [],
         rules.report.output,
     default_target: True

@@ -17,6 +17,12 @@ with job_log(snakemake.log[0]):
     nets = list(snakemake.params.network_ids)
     for kind in ("network_graph", "network_forest", "league"):
         figures.update({f"{kind}_{n}": p for n, p in zip(nets, inp[kind], strict=True)})
+    if "prisma" in inp.keys():
+        figures["prisma"] = inp.prisma
+    if "rob_traffic_light" in inp.keys():
+        figures["rob_traffic_light"] = inp.rob_traffic_light
+        figures["rob_summary"] = inp.rob_summary
+        figures.update({f"rob_summary_{a}": p for a, p in zip(ids, inp.rob_weighted, strict=True)})
 
     html = build_report(
         analysis_paths=list(inp.analyses),

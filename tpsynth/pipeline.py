@@ -13,6 +13,7 @@ decide which analyses rerun: no digest kept in Snakemake's metadata is needed, a
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -144,6 +145,7 @@ def build_evidence(config: dict) -> dict:
         "arms": arms,
         "flow": flow,
         "risk_of_bias": sheets.risk_of_bias,  # checked rows (with domains and the overall judgement)
+        "prisma": dataclasses.asdict(sheets.prisma) if sheets.prisma is not None else None,  # checked counts
     }
 
 

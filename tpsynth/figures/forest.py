@@ -35,6 +35,7 @@ PLOT_X0, PLOT_W = 7.0, 2.6
 X_ROB = 9.98
 BAYES_COLOUR = "#6a3d9a"  # the Bayesian diamond (purple), distinct from the frequentist one
 WIDTH = 10.4
+ROB_COL = 0.24  # width of one risk-of-bias domain column (added to WIDTH when domain data exist)
 
 HEADER_NAMES = {
     "MD": "Mean difference",
@@ -192,7 +193,7 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     n_plot_rows = len(rows)
 
     stats_lines = _stats_lines(analysis, pooled, k, single, bool(groups))
-    foot = _footnotes(analysis, measure, ordered, single, has_pi, level, random)
+    foot = _footnotes(analysis, measure, ordered, single, has_pi, level, random) + _rob_domain_note(ordered)
 
     title = c.wrap(settings.get("title") or analysis.get("analysis_id", ""), 115, 2)
     n_title = title.count("\n") + 1
@@ -202,7 +203,9 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     n_foot = sum(t.count("\n") + 1 for t in foot) + 1  # + risk-of-bias legend
     bottom = max(len(stats_lines) * ROW + 0.1, below_axis) + 0.12 + n_foot * 0.16 + 0.1
     lay = _Layout(top, n_plot_rows, bottom)
-    fig = c.new_figure(WIDTH, lay.height)
+    doms = _rob_domain_labels(studies)  # RevMan-style D1 ... Dn + overall columns when domain data exist
+    width = WIDTH + ROB_COL * len(doms)
+    fig = c.new_figure(width, lay.height)
     inch = fig.dpi_scale_trans
     H = lay.height
 
@@ -230,15 +233,21 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     text(X_EFFECT, y_h2, f"{model}, {level} CI", ha="center", color=c.GREY)
     text(PLOT_X0 + PLOT_W / 2, y_h1, mname, ha="center", **head)
     text(PLOT_X0 + PLOT_W / 2, y_h2, f"{model}, {level} CI", ha="center", color=c.GREY)
-    text(X_ROB, y_h1, "Risk", ha="center", **head)
-    text(X_ROB, y_h2, "of bias", ha="center", **head)
+    if doms:
+        text(X_ROB + ROB_COL * len(doms) / 2, y_h1, "Risk of bias", ha="center", **head)
+        for j, lab in enumerate([*doms, "Overall"]):
+            text(X_ROB + ROB_COL * j, y_h2, lab, ha="center", fontsize=6.5 if j < len(doms) else 5.5,
+                 fontweight="bold", gid=f"rob-head-{j}")  # fmt: skip
+    else:
+        text(X_ROB, y_h1, "Risk", ha="center", **head)
+        text(X_ROB, y_h2, "of bias", ha="center", **head)
     for y in (y_h1 + 0.5 * ROW + 0.02, y_h2 - 0.5 * ROW - 0.02):
-        fig.add_artist(Line2D([LEFT, WIDTH - LEFT], [y, y], transform=inch, color="black", lw=0.6))
+        fig.add_artist(Line2D([LEFT, width - LEFT], [y, y], transform=inch, color="black", lw=0.6))
 
     # ------------------------------------------------------------------ plot axes
     ax_top = H - top
     ax_h = n_plot_rows * ROW
-    ax = fig.add_axes((PLOT_X0 / WIDTH, (ax_top - ax_h) / H, PLOT_W / WIDTH, ax_h / H))
+    ax = fig.add_axes((PLOT_X0 / width, (ax_top - ax_h) / H, PLOT_W / width, ax_h / H))
     ax.set_ylim(n_plot_rows - 0.5, -0.5)
     points = [s["yi"] for s in studies] + [pooled.get("estimate")]
     points += [g.get("estimate") for g in groups]
@@ -318,9 +327,14 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
                         gid=f"study-square-{i}", clip_on=False)  # fmt: skip
             rob = str(s.get("rob_overall") or "not_assessed")
             st = c.ROB_STYLE.get(rob, c.ROB_STYLE["not_assessed"])
-            fig.add_artist(Line2D([X_ROB], [y_in], transform=inch, marker="o", ms=6.5, ls="none",
+            fig.add_artist(Line2D([X_ROB + ROB_COL * len(doms)], [y_in], transform=inch, marker="o", ms=6.5, ls="none",
                                   mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
                                   gid=f"rob-{i}"))  # fmt: skip
+            for j, dom in enumerate(((s.get("rob") or {}).get("domains") or [])[: len(doms)]):
+                sd = c.ROB_STYLE.get(dom["level"], c.ROB_STYLE["not_assessed"])
+                fig.add_artist(Line2D([X_ROB + ROB_COL * j], [y_in], transform=inch, marker="o", ms=5.5, ls="none",
+                                      mfc=sd["color"] if sd["fill"] else "white", mec=sd["color"], mew=0.9,
+                                      gid=f"rob-{i}-d{j + 1}"))  # fmt: skip
         elif kind == "subtotal":
             g, members = row["group"], row["studies"]
             n = _participants(members)
@@ -377,13 +391,39 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     for x, lab in ((PLOT_X0 + PLOT_W * 0.25, left), (PLOT_X0 + PLOT_W * 0.75, right)):
         text(x, yf, c.wrap(lab, 21, 3), ha="center", va="top", fontsize=7, gid="favours-" + ("left" if x < PLOT_X0 + PLOT_W / 2 else "right"))  # fmt: skip
     y_sep = y_axis - max(len(stats_lines) * ROW + 0.1, below_axis) - 0.06
-    fig.add_artist(Line2D([LEFT, WIDTH - LEFT], [y_sep, y_sep], transform=inch, color="#999999", lw=0.4))
+    fig.add_artist(Line2D([LEFT, width - LEFT], [y_sep, y_sep], transform=inch, color="#999999", lw=0.4))
     yb = y_sep - 0.06
     for note in foot:
         text(LEFT, yb, note, fontsize=SMALL, va="top", color="#333333")
         yb -= (note.count("\n") + 1) * 0.16
     _rob_legend(fig, yb - 0.08)
     return fig
+
+
+def _rob_domain_note(studies: list[dict]) -> list[str]:
+    """One footnote line naming the risk-of-bias domains of each tool used (when domain data exist)."""
+    from ..rob import TOOLS
+
+    tools: dict[str, int] = {}
+    for s in studies:
+        rob = s.get("rob") or {}
+        if rob.get("domains"):
+            tools[rob["tool"]] = max(tools.get(rob["tool"], 0), len(rob["domains"]))
+    lines = []
+    for code, n in tools.items():
+        t = TOOLS[code]
+        lines.append(f"Risk of bias ({t.name}): " + "; ".join(f"{lab} {name.lower()}" for lab, name in t.domains[:n]) + ".")
+    return [c.wrap(line, 190, 3) for line in lines]
+
+
+def _rob_domain_labels(studies: list[dict]) -> list[str]:
+    """Domain labels (D1 ...) of the risk-of-bias columns: those of the study with the most domains."""
+    best: list[str] = []
+    for s in studies:
+        doms = [d["domain"] for d in ((s.get("rob") or {}).get("domains") or [])]
+        if len(doms) > len(best):
+            best = doms
+    return best
 
 
 def _subtitle(outcome, measure, pooled, k, studies, single, level) -> str:

@@ -400,6 +400,7 @@ def analysis_section(a: dict, figures: dict) -> dict:
         "bayes": clinical.prior_sensitivity(a),
         "bayes_note": a.get("bayes_note"),
         "judged_on": a.get("imprecision_judged_on"),
+        "rob_summary": figures.get(f"rob_summary_{aid}") if p.get("k") else None,
     }
 
 
@@ -788,6 +789,10 @@ def build_context(
         "limitations": limitations(analyses, studies, flow, shipped_note, config),
         "target": (config.get("target") or {}).get("label"),
         "networks": net_sections,
+        "prisma_figure": figures.get("prisma"),
+        "prisma_note": (config.get("prisma") or {}).get("note"),
+        "rob_traffic_light": figures.get("rob_traffic_light"),
+        "rob_summary": figures.get("rob_summary"),
     }
 
 

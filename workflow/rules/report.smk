@@ -22,6 +22,17 @@ rule report:
         network_graph=expand("results/figures/network_graph_{network_id}.svg", network_id=NETWORKS),
         network_forest=expand("results/figures/network_forest_{network_id}.svg", network_id=NETWORKS),
         league=expand("results/figures/league_{network_id}.svg", network_id=NETWORKS),
+        # optional inputs: unpacked (**) so that the named input exists only when configured
+        **({"prisma": "results/figures/prisma.svg"} if PRISMA_FIGURE else {}),
+        **(
+            {
+                "rob_traffic_light": "results/figures/rob_traffic_light.svg",
+                "rob_summary": "results/figures/rob_summary.svg",
+                "rob_weighted": expand("results/figures/rob_summary_{analysis_id}.svg", analysis_id=ANALYSES),
+            }
+            if ROB_FIGURES
+            else {}
+        ),
         code=package_files("report"),
         templates=sorted(glob.glob(os.path.join(workflow.basedir, "tpsynth/report/templates/*"))),
         # a README beside the sheets says how the evidence was assembled (read for the limitations)
