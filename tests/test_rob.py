@@ -320,3 +320,28 @@ def test_rob_figures_byte_identical_with_palette(tmp_path, palette):
     for k in ("low", "concerns", "high", "critical", "ni"):
         assert pal[k].lower() in svg.lower(), k
     assert 'id="tl-rob2-0-5"' in svg and 'id="tl-robins_i-9-7"' in svg  # overall column of each tool
+
+
+def test_network_cinema_reads_the_domain_judgement(fixture_inputs):
+    """The network's within-study bias (CINeMA) reads the same per-study judgement as GRADE."""
+    import copy
+
+    from tpsynth.config import validate_config
+    from tpsynth.network_analysis import network_settings, run_network
+
+    config, sheets, arms = fixture_inputs
+    config = copy.deepcopy(config)
+    config["networks"] = {"net": {"title": "t", "outcome": "pain", "timepoint_weeks": [0, 12], "measure": "MD",
+                                  "reference": "Usual care",
+                                  "nodes": {"Needling": ["dn"], "Manual": ["ic"], "Sham": ["sham"], "Usual care": ["usual"]}}}
+    config = validate_config(config)
+    sheets = copy.copy(sheets)
+    rows = [{"_line": 2, "study_id": "c2010", "outcome": "pain", "tool": "rob2", "d1": "low", "d2": "low", "d3": "high",
+             "d4": "low", "d5": "low", "overall": None}]  # fmt: skip
+    studies = [dict(s, rob_overall="not_assessed") if s["study_id"] == "c2010" else s for s in sheets.studies]
+    problems, _ = check_rows("risk_of_bias.csv", rows, studies, "studies.csv", {"pain": {}})
+    assert problems == []
+    sheets.risk_of_bias = rows
+    r = run_network(network_settings(config, "net"), sheets, config, arms)
+    c2010 = next(s for s in r["studies"] if s["study_id"] == "c2010")
+    assert c2010["rob_overall"] == "high"  # the domain data (D3 high) decide, not the studies.csv shorthand

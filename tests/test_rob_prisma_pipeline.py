@@ -63,6 +63,10 @@ def test_rob_and_prisma_outputs_and_report(tmp_path):
     html = (wd / "results/report.html").read_text()
     for anchor in ('id="prisma"', 'id="risk-of-bias"', "weighted by its weight in the pooled estimate"):
         assert anchor in html, anchor
+    import re
+
+    row = re.search(r'id="study-a2001".*?</tr>', html, flags=re.S).group(0)
+    assert 'class="rob rob-high"' in row  # the studies table shows the sheet's judgement (derived high), not not_assessed
     pooled = (wd / "results/pooled.csv").read_text()
     assert "risk of bias (-1)" in pooled and "high risk in D2" in pooled
     # byte-identical rerun from scratch

@@ -16,6 +16,7 @@ from .certainty import rules_from_config
 from .measures import RATIO_MEASURES
 from .network import components, fit_network
 from .network_data import build_network_data
+from .rob import study_judgement
 
 __all__ = ["ESTIMATE_COLUMNS", "FIT_COLUMNS", "RANK_COLUMNS", "network_settings", "network_tables", "run_network"]
 
@@ -105,7 +106,9 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
 
         arms = harmonise(sheets)[0]
     contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
-    studies = {r["study_id"]: r for r in sheets.studies}
+    # each study's risk of bias for this outcome (domains by the tool's algorithm, else rob_overall): CINeMA reads it
+    studies = {r["study_id"]: {**r, "rob_overall": study_judgement(sheets.risk_of_bias, r, settings["outcome"])["level"]}
+               for r in sheets.studies}  # fmt: skip
     data = build_network_data(settings, arms, contrasts, studies, config)
     outcome = config["outcomes"][settings["outcome"]]
     hib = bool(outcome.get("higher_is_better", False))

@@ -877,8 +877,12 @@ def build_report(
         [(_display(p), p) for p in config_paths], results, basedir, source_date_epoch,
         recorded=sheet_inputs, mtime_paths=[evidence_path],
     )  # fmt: skip
+    # the studies table shows each study's all-outcomes risk-of-bias judgement when risk_of_bias.csv has one
+    from ..rob import study_judgement
+
+    studies = [{**st, "rob_overall": study_judgement(sheets.risk_of_bias, st, None)["level"]} for st in sheets.studies]
     ctx = build_context(
-        analyses=analyses, config=config, studies=sheets.studies, outcomes=sheets.outcomes,
+        analyses=analyses, config=config, studies=studies, outcomes=sheets.outcomes,
         contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=read_csv(arms_path), figures=figures,
         prov=prov, shipped_note=is_shipped_evidence(sheets.paths["studies"]),
         networks=[json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(network_paths or [])],
