@@ -278,6 +278,13 @@ def test_analysis_carries_per_study_judgement(ws):
     assert [d["judgement"] for d in a["rob"]["domains"]] == ["low", "low", "low", "high", "low"]
     b = next(s for s in res["studies"] if s["study_id"] == "b2005")
     assert (b["rob_overall"], b["rob"]["source"]) == ("high", "studies.csv rob_overall")
+    # the result (with domain data) still follows the analysis-result schema
+    import json
+
+    import jsonschema
+
+    schema = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow/schemas/analysis_result.schema.yaml").read_text())
+    jsonschema.validate(json.loads(json.dumps(res)), schema)
 
 
 def test_summary_shares_weighted_and_unweighted():
