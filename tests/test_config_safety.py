@@ -50,6 +50,7 @@ def test_yte_template_is_refused_and_never_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize("how", ["default", "--config configfile="])
 def test_snakemake_documented_commands_never_run_a_yte_config(tmp_path, how):
     """`snakemake` (config/config.yaml) and `snakemake --config configfile=PATH` go through the safe loader."""
@@ -67,6 +68,7 @@ def test_snakemake_documented_commands_never_run_a_yte_config(tmp_path, how):
     assert not marker.exists()
 
 
+@pytest.mark.pipeline
 def test_snakemake_configfile_option_is_reread_safely_and_stops(tmp_path):
     """What remains (README): Snakemake itself reads a --configfile, templates included, before the
     Snakefile runs; the Snakefile reads it again through the same checks and stops the run."""
@@ -83,6 +85,7 @@ def test_snakemake_configfile_option_is_reread_safely_and_stops(tmp_path):
     assert "results/analyses" not in run.stdout
 
 
+@pytest.mark.pipeline
 def test_config_given_with_config_configfile_is_used(tmp_path):
     shutil.copytree(FIXTURE, tmp_path, dirs_exist_ok=True)
     other = tmp_path / "config" / "other.yaml"

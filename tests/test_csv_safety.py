@@ -98,6 +98,7 @@ def hostile_run(tmp_path_factory):
     return wd
 
 
+@pytest.mark.pipeline
 def test_no_output_csv_cell_is_a_formula(hostile_run):
     files = sorted(hostile_run.glob("results/**/*.csv")) + sorted(hostile_run.glob("data/processed/**/*.csv"))
     names = {f.name for f in files}
@@ -117,6 +118,7 @@ def test_no_output_csv_cell_is_a_formula(hostile_run):
     assert "'@SUM(A1:A9)" in guarded["subgroups.csv"] or "'=HYPERLINK(\"http://evil.example\",\"x\")" in guarded["subgroups.csv"]
 
 
+@pytest.mark.pipeline
 def test_report_shows_the_original_text(hostile_run):
     html = (hostile_run / "results" / "report.html").read_text()
     assert "@SUM(A1:A9)" in html

@@ -75,6 +75,7 @@ def _check(fig, stem: Path) -> str:
     return "\n".join(t.get_text() for t in texts)
 
 
+@pytest.mark.slow
 def test_every_figure_draws_hostile_strings_as_plain_text(hostile_analyses, tmp_path):
     with matplotlib.rc_context({"text.parse_math": True}):  # whatever the caller's settings
         for a in hostile_analyses:
