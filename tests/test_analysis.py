@@ -239,3 +239,20 @@ def test_common_tau2_subgroups(base):
     few = run(base, "pain_md", subgroup="study_id", subgroup_model="common_tau2")
     assert any("needs more studies (4) than subgroups (4)" in n for n in few["notes"])
     assert few["pooled"]["q_between_df"] == 3 and len(few["subgroups"]) == 4
+
+
+def test_bayes_probabilities_blank_when_the_direction_is_not_set(base):
+    """Imported Cochrane outcomes carry no direction (higher_is_better: null): which side is a benefit is
+    unknown, so P(benefit) and P(important benefit) are blank in the main result and the prior sensitivity,
+    while the posterior itself is the same as with a known direction."""
+    config, sheets, arms = base
+    config = copy.deepcopy(config)
+    known = run((config, sheets, arms), "pain_md")
+    config["outcomes"]["pain"]["higher_is_better"] = None
+    unknown = run((config, sheets, arms), "pain_md")
+    assert known["bayes"]["prob_benefit"] is not None and known["bayes"]["prob_important_benefit"] is not None
+    assert unknown["bayes"]["prob_benefit"] is None and unknown["bayes"]["prob_important_benefit"] is None
+    assert unknown["bayes"]["estimate"] == known["bayes"]["estimate"]
+    for row in unknown["bayes_sensitivity"]:
+        assert row["prob_benefit"] is None and row["prob_important_benefit"] is None
+    assert any(row["prob_benefit"] is not None for row in known["bayes_sensitivity"])

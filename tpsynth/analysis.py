@@ -426,7 +426,8 @@ def _add_bayes(out: dict, analysis: dict, config: dict, yi, vi) -> None:
     measure = analysis["measure"]
     caveats = out["caveats"]
     mid = caveats["mid_on_analysis_scale"]
-    benefit = "higher" if outcome.get("higher_is_better") else "lower"
+    direction = outcome.get("higher_is_better")  # None: not set (e.g. imported Cochrane data)
+    benefit = None if direction is None else ("higher" if direction else "lower")
     classes = {side: [config["interventions"][c].get("class", "") for c in analysis[side]]
                for side in ("intervention", "comparator")}  # fmt: skip
     try:
@@ -455,13 +456,10 @@ def _add_bayes(out: dict, analysis: dict, config: dict, yi, vi) -> None:
         p = bayes.TauPrior("half_normal", (float(f"{scale * factor:.4g}"),))
         post = bayes.posterior(yi, vi, p, mu_prior)
         a = (1 - level) / 2
-        below0 = post.cdf(0.0)
-        pib = None
-        if mid is not None:
-            pib = 1 - post.cdf(mid) if benefit == "higher" else post.cdf(-mid)
+        pb, pib = bayes.benefit_probabilities(post, benefit, mid)
         sens.append({"prior": p.label, "kind": f"half-normal, {'half' if factor < 1 else 'twice'} the scale",
                      "estimate": post.quantile(0.5), "ci_low": post.quantile(a), "ci_high": post.quantile(1 - a),
-                     "tau_median": post.tau_quantile(0.5), "prob_benefit": 1 - below0 if benefit == "higher" else below0,
+                     "tau_median": post.tau_quantile(0.5), "prob_benefit": pb,
                      "prob_important_benefit": pib})  # fmt: skip
     reml = pooling.pool(np.asarray(yi), np.asarray(vi), method="REML", ci=analysis["ci"], level=level)
     sens.append({"prior": "none", "kind": f"frequentist REML ({reml.ci_method} CI)", "estimate": _f(reml.estimate),

@@ -586,6 +586,22 @@ class BayesResult:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
+def benefit_probabilities(post: Posterior, benefit: str | None, mid: float | None) -> tuple[float | None, float | None]:
+    """P(the effect favours the intervention) and P(it is an important benefit, beyond ``mid``).
+
+    ``benefit`` is ``"higher"`` or ``"lower"`` (the direction that favours the intervention); both are None
+    when the direction is not known, and the second is None without a ``mid``.
+    """
+    if benefit is None:
+        return None, None
+    below0 = post.cdf(0.0)
+    pb = 1 - below0 if benefit == "higher" else below0
+    pib = None
+    if mid is not None:
+        pib = 1 - post.cdf(mid) if benefit == "higher" else post.cdf(-mid)
+    return pb, pib
+
+
 def summarise(post: Posterior, *, level: float = 0.95, benefit: str | None = None, mid: float | None = None,
               study_ids: list[str] | None = None) -> BayesResult:
     """Posterior summaries of the output contract.
@@ -599,12 +615,7 @@ def summarise(post: Posterior, *, level: float = 0.95, benefit: str | None = Non
     if not post.sd_finite():
         sd = None
     lo_hdi, hi_hdi = post.shortest(level)
-    pb = pib = None
-    if benefit is not None:
-        below0 = post.cdf(0.0)
-        pb = 1 - below0 if benefit == "higher" else below0
-        if mid is not None:
-            pib = 1 - post.cdf(mid) if benefit == "higher" else post.cdf(-mid)
+    pb, pib = benefit_probabilities(post, benefit, mid)
     studies = []
     for i in range(len(post.y)):
         mi, si = post.moments("theta", i)

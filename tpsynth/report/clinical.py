@@ -222,6 +222,8 @@ def headline(a: dict) -> dict:
             out["probabilities"].append(f"{chance(b['prob_benefit'])} that {who} helps at all")
         if not _finite(b.get("prob_important_benefit")):
             out["no_mid"] = (
+                "The chances of a benefit are not computed: which direction of this outcome is better is not set "
+                "(higher_is_better in the config)" if a["outcome"].get("higher_is_better") is None else
                 "The chance of an important benefit is not computed: no minimal important difference is set for "
                 "this outcome" if a["outcome"].get("mid") is None else
                 "The chance of an important benefit is not computed: the outcome's minimal important difference "
