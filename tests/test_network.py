@@ -195,3 +195,14 @@ def test_contributions_match_shortest_path_algorithm_in_r(name):
             got[edge_of[sid]] = got.get(edge_of[sid], 0.0) + c
         for edge, c in p["contribution"].items():
             assert abs(got.get(edge, 0.0) - c) < 1e-6, (p["treatment"], p["comparator"], edge, got.get(edge), c)
+
+
+def test_unknown_direction_gives_no_p_scores():
+    """higher_is_better=None (direction unknown): same estimates, no P-scores, a note says why."""
+    blocks, order = blocks_for("stowe2010")
+    known = fit_network(blocks, order, method="DL", higher_is_better=False)
+    unknown = fit_network(blocks, order, method="DL", higher_is_better=None)
+    assert all(math.isnan(v) for v in unknown.p_scores.values()) and set(unknown.p_scores) == set(order)
+    assert any("direction is not set" in n for n in unknown.notes)
+    assert [p.estimate for p in unknown.pairs] == [p.estimate for p in known.pairs]
+    assert unknown.tau2 == known.tau2 and unknown.q == known.q

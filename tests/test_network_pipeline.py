@@ -277,3 +277,27 @@ def test_snakemake_stage(tmp_path):
     assert "Which treatment? (network meta-analyses" in html  # answered among the key findings
     flow = list(csv.DictReader((wd / "data/processed/dataflow.csv").open()))
     assert any("network:pain_net" in r["analyses"].split(";") for r in flow)
+
+
+def test_unknown_direction_is_phrased_neutrally(net_config, tmp_path):
+    """An outcome with higher_is_better: null (imported data): no ranking, no "better" or "favour" in the
+    report's network section, empty P-scores in the ranks table, figures still drawn."""
+    from tpsynth.report.build import environment
+    from tpsynth.report.network import network_section
+
+    config, sheets, arms = net_config
+    outcome = config["networks"]["pain_net"]["outcome"]
+    config["outcomes"][outcome]["higher_is_better"] = None
+    r = run_network(network_settings(config, "pain_net"), sheets, config, arms)
+    assert r["higher_is_better"] is None and r["parts"]
+    assert all(v is None for v in r["parts"][0]["p_scores"].values())
+    assert all(x["p_score"] is None for x in network_tables([r])["ranks"])
+    sec = network_section(r, {})
+    text = " ".join(sec["parts"][0]["plain"] + sec["parts"][0]["sentences"]) + " " + sec["favours"]
+    assert " better;" not in text and "better than" not in text and "ranks first" not in text and "favour" not in text
+    assert "ranks none" in text and "mean higher with the first-named treatment" in sec["favours"]
+    assert sec["parts"][0]["ranks"] == []
+    html = environment().get_template("network.html.j2").render(networks=[sec])
+    assert "none: the outcome&#39;s direction is not set" in html or "none: the outcome's direction is not set" in html
+    for build in (network_graph_figure, network_forest_figure, league_figure):
+        save_all(build(r), tmp_path / build.__name__, ("svg",))

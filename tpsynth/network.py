@@ -339,7 +339,7 @@ def _flow_contributions(h, labels, rows_study, treatments, a, b):
 
 
 def fit_network(blocks: list[StudyBlock], treatments: list[str], reference: str | None = None,
-                method: str = "REML", level: float = 0.95, higher_is_better: bool = False) -> NetworkFit:
+                method: str = "REML", level: float = 0.95, higher_is_better: bool | None = False) -> NetworkFit:
     """Fit one connected network.
 
     Parameters
@@ -353,8 +353,9 @@ def fit_network(blocks: list[StudyBlock], treatments: list[str], reference: str 
     method : {"REML", "ML", "DL", "FE"}
     level : float
         Confidence (and prediction) level.
-    higher_is_better : bool
-        Direction of the P-scores.
+    higher_is_better : bool or None
+        Direction of the P-scores (Rücker & Schwarzer 2015). ``None`` (direction unknown, e.g. imported
+        data): no P-scores (NaN), because a ranking needs to know which values are better; a note says so.
     """
     reference = reference if reference is not None else treatments[0]
     parts = components(blocks, treatments)
@@ -433,9 +434,13 @@ def fit_network(blocks: list[StudyBlock], treatments: list[str], reference: str 
     Sw = V + tau2_w * M
     q_between_r = max(0.0, gls(y, Sw, X)[3] - gls(y, Sw, Xin)[3]) if between_df > 0 else 0.0
     # P-scores
-    sign = 1.0 if higher_is_better else -1.0
     p_scores = {}
-    for a in treatments:
+    if higher_is_better is None:
+        p_scores = dict.fromkeys(treatments, math.nan)
+        notes.append("no P-scores: the outcome's direction is not set (higher_is_better: null), so no treatment "
+                     "can be ranked as better")  # fmt: skip
+    sign = 1.0 if higher_is_better else -1.0
+    for a in treatments if higher_is_better is not None else []:
         vals = [float(special.ndtr(sign * p.estimate / p.se)) for p in pairs if p.treatment == a and p.se > 0]
         p_scores[a] = float(np.mean(vals)) if vals else math.nan
     i2 = max(0.0, (fit.q - q_df) / fit.q) * 100 if q_df > 0 and fit.q > 0 else math.nan

@@ -111,7 +111,8 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
                for r in sheets.studies}  # fmt: skip
     data = build_network_data(settings, arms, contrasts, studies, config)
     outcome = config["outcomes"][settings["outcome"]]
-    hib = bool(outcome.get("higher_is_better", False))
+    hib = outcome.get("higher_is_better", False)  # None: direction unknown (no ranking, neutral wording)
+    hib = None if hib is None else bool(hib)
     rules = dict(cinema.DEFAULT_RULES)
     cert = config.get("certainty") or {}
     for key in ("not_assessed_counts_as_risk", "publication_bias_p", "publication_bias_min_k"):

@@ -136,10 +136,12 @@ def network_forest_figure(result: dict):
     effect_axis(ax, points, vals, ratio)  # symmetric around no effect, fixed plain-text tick labels
     ax.set_xlabel(f"{MEASURE_NAMES.get(result['measure'], result['measure'])} (treatment vs reference)", fontsize=7.5)
     fig.text(0.5, 1 - 0.12 / h, wrap(result["title"], 110), ha="center", va="top", fontsize=8.5, weight="bold")
-    better = "higher" if result["higher_is_better"] else "lower"
+    hib = result["higher_is_better"]
+    favours = ("Direction not set: right of no effect = higher with the treatment." if hib is None else
+               f"{'Higher' if hib else 'Lower'} values favour the treatment.")  # fmt: skip
     fig.text(0.01, 0.08 / h, wrap(f"Diamonds: network estimate with {int(100 * result['level'])}% CI (red line: prediction "
                                   f"interval); blue: direct, orange: indirect evidence (node-splitting). "
-                                  f"{better.capitalize()} values favour the treatment. Right: confidence (CINeMA).", 150),
+                                  f"{favours} Right: confidence (CINeMA).", 150),
              fontsize=6.8, color=GREY, va="bottom")  # fmt: skip
     return fig
 

@@ -46,9 +46,20 @@ def _interval(measure, lo, hi) -> str:
     return display.interval(lo, hi, ratio=display.is_ratio(measure)) if _ok(lo) else display.DASH
 
 
-def _better(result: dict, est) -> bool:
-    """True when ``est`` (treatment minus comparator, analysis scale) favours the treatment."""
+def _better(result: dict, est) -> bool | None:
+    """True when ``est`` (treatment minus comparator, analysis scale) favours the treatment; None when the
+    outcome's direction is unknown (``higher_is_better: null``)."""
+    if result["higher_is_better"] is None:
+        return None
     return est > 0 if result["higher_is_better"] else est < 0
+
+
+def _ranked(part: dict) -> list[str] | None:
+    """Treatments by P-score (ties in node order); None when there are no P-scores (direction unknown)."""
+    ts, ps = part["treatments"], part["p_scores"]
+    if not all(_ok(ps.get(t)) for t in ts):
+        return None
+    return sorted(ts, key=lambda t: (-ps[t], ts.index(t)))
 
 
 def _comparison_sentence(result, p) -> str:
@@ -56,6 +67,8 @@ def _comparison_sentence(result, p) -> str:
     lo, hi = p["ci_low"], p["ci_high"]
     if lo <= 0 <= hi:
         what = "no clear difference"
+    elif _better(result, p["estimate"]) is None:
+        what = f"higher with {p['treatment'] if p['estimate'] > 0 else p['comparator']}"
     elif _better(result, p["estimate"]):
         what = f"{p['treatment']} better"
     else:
@@ -73,12 +86,24 @@ def _plain(result: dict, part: dict) -> list[str]:
     """Plain-language paragraph(s) of one connected part."""
     out = []
     ref = part["reference"]
-    ranked = sorted(part["treatments"], key=lambda t: (-part["p_scores"][t], part["treatments"].index(t)))
+    ranked = _ranked(part)
+    against_ref = [p for p in part["pairs"] if p["comparator"] == ref]
+    if ranked is None:  # direction unknown: say where the values are higher, name no better treatment, rank nothing
+        differ = [p for p in against_ref if not (p["ci_low"] <= 0 <= p["ci_high"])]
+        if differ:
+            out.append(f"Compared with {ref}, values are clearly "
+                       + "; ".join(f"{'higher' if p['estimate'] > 0 else 'lower'} with {p['treatment']} "
+                                   f"({p['confidence']} confidence)" for p in differ) + ".")  # fmt: skip
+        else:
+            out.append(f"No treatment in this network clearly differs from {ref}: every confidence interval "
+                       f"against it includes no difference.")  # fmt: skip
+        out.append("Whether higher or lower values are better is not set for this outcome (higher_is_better in the "
+                   "config), so the report names no better treatment and ranks none.")  # fmt: skip
+        return out
     top = ranked[0]
     top_pairs = [p for p in part["pairs"] if p["treatment"] == top]
     worst = max((_LEVELS.index(p["confidence"]) for p in top_pairs), default=3)
     best = min((_LEVELS.index(p["confidence"]) for p in top_pairs), default=3)
-    against_ref = [p for p in part["pairs"] if p["comparator"] == ref]
     clear = [p for p in against_ref if not (p["ci_low"] <= 0 <= p["ci_high"]) and _better(result, p["estimate"])]
     if clear:
         names = ", ".join(p["treatment"] for p in clear)
@@ -98,6 +123,16 @@ def _plain(result: dict, part: dict) -> list[str]:
     else:
         out.append("A ranking alone is not evidence of benefit; read it with the size of the differences and their confidence.")
     return out
+
+
+def _favours(result: dict) -> str:
+    ratio = result["measure"] in ("OR", "RR")
+    if result["higher_is_better"] is None:
+        return ("the outcome's direction is not set: values above " + ("1" if ratio else "0")
+                + " mean higher with the first-named treatment")
+    if result["higher_is_better"]:
+        return "higher values favour the first-named treatment" + (" (ratios: above 1)" if ratio else "")
+    return "lower values favour the first-named treatment" + (" (ratios: below 1)" if ratio else "")
 
 
 def network_section(result: dict, figures: dict) -> dict:
@@ -127,8 +162,7 @@ def network_section(result: dict, figures: dict) -> dict:
             "q_pvalue": part["q_pvalue"], "q_within": part["q_within"], "q_within_df": part["q_within_df"],
             "q_between": part["q_between"], "q_between_df": part["q_between_df"], "q_between_pvalue": part["q_between_pvalue"],
             "q_between_random_pvalue": part["q_between_random_pvalue"], "notes": part["notes"],
-            "ranks": [{"treatment": t, "p_score": part["p_scores"][t]}
-                      for t in sorted(ts, key=lambda t: (-part["p_scores"][t], ts.index(t)))],
+            "ranks": [{"treatment": t, "p_score": part["p_scores"][t]} for t in (_ranked(part) or [])],
             "plain": _plain(result, part), "sentences": sentences, "comparisons": comparisons,
         })  # fmt: skip
     n_part = sum(sum(p["participants"].values()) for p in result["parts"])
@@ -161,9 +195,7 @@ def network_section(result: dict, figures: dict) -> dict:
         "network_id": nid, "anchor": network_anchor(nid), "headline": headline, "title": result["title"], "measure": _MEASURE[m],
         "measure_code": m, "method": _METHOD[result["method"]], "level": result["level"], "lead": lead,
         "caveats": caveats, "parts": parts, "mid": result["mid"], "mid_source": result["mid_source"],
-        "favours": f"{'higher' if result['higher_is_better'] else 'lower'} values favour the first-named treatment"
-                   + (" (ratios: above 1)" if m in ("OR", "RR") and result["higher_is_better"] else
-                      " (ratios: below 1)" if m in ("OR", "RR") else ""),
+        "favours": _favours(result),
         "nodes": result["node_codes"],
         "excluded": result["excluded"],
         "studies": result["studies"],
