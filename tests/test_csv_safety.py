@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sheet_edit import edit_rows
 
 from tpsynth.tables import _NUMBER, FORMULA_START, excel_safe, excel_unsafe, read_csv, write_csv
 
@@ -44,17 +45,6 @@ def test_write_then_read_gives_the_original_strings(tmp_path):
     assert read_csv(path) == [{"a": t, "b": "-1.5", "c": "3"} for t in ATTACKS + ["\tx", "'=y", "plain"]]
 
 
-def _edit_csv(path: Path, edit) -> None:
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for i, row in enumerate(rows):
-        edit(i, row)
-    fields = list(rows[0])
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fields)
-        w.writeheader()
-        w.writerows(rows)
-
 
 def _attack(i: int) -> str:
     return ATTACKS[i % len(ATTACKS)]
@@ -83,11 +73,11 @@ def hostile_run(tmp_path_factory):
 
     with (raw / "studies.csv").open(newline="") as fh:
         fields = next(csv.reader(fh))
-    _edit_csv(raw / "studies.csv", lambda i, r: r.setdefault("setting", ""))
+    edit_rows(raw / "studies.csv", lambda i, r: r.setdefault("setting", ""))
     assert "setting" not in fields
-    _edit_csv(raw / "studies.csv", studies)
-    _edit_csv(raw / "outcomes.csv", outcomes)
-    _edit_csv(raw / "contrasts.csv", contrasts)
+    edit_rows(raw / "studies.csv", studies)
+    edit_rows(raw / "outcomes.csv", outcomes)
+    edit_rows(raw / "contrasts.csv", contrasts)
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
     for a in cfg["analyses"].values():
         a["subgroup"] = "setting"

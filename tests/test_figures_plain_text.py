@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import matplotlib
 import pytest
 import yaml
 from matplotlib.text import Text
+from sheet_edit import edit_rows
 
 from tpsynth.analysis import run_analysis
 from tpsynth.config import analysis_settings, validate_config
@@ -19,18 +19,6 @@ from tpsynth.validate import validate_sheets
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 HOSTILE = ["Gemmell $x^$", r"$\frac{}{}$", "a $$ b", "US$50 vs US$100"]
 
-
-def _rewrite(path: Path, edit) -> None:
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    fields = list(rows[0])
-    for i, row in enumerate(rows):
-        edit(i, row)
-    fields += [k for k in rows[0] if k not in fields]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fields)
-        w.writeheader()
-        w.writerows(rows)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +33,8 @@ def hostile_analyses(tmp_path_factory):
         row["notes"] = HOSTILE[(i + 1) % len(HOSTILE)]
         row["setting"] = HOSTILE[i % 2]  # subgroup column: two hostile values
 
-    _rewrite(raw / "studies.csv", study)
-    _rewrite(raw / "outcomes.csv", lambda i, row: row.update(arm=row["arm"] + " " + HOSTILE[i % len(HOSTILE)]))
+    edit_rows(raw / "studies.csv", study)
+    edit_rows(raw / "outcomes.csv", lambda i, row: row.update(arm=row["arm"] + " " + HOSTILE[i % len(HOSTILE)]))
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
     for j, (code, item) in enumerate(sorted(cfg["interventions"].items())):
         item["label"] = f"{code} {HOSTILE[j % len(HOSTILE)]}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sheet_edit import set_cell
 
 from tpsynth import sheets as sheets_mod
 from tpsynth.config import validate_config
@@ -32,14 +33,6 @@ def run(raw: Path, **paths) -> list[str]:
     _, problems = validate_sheets(p["studies"], p["outcomes"], p["contrasts"], CONFIG)
     return [str(x) for x in problems]
 
-
-def set_cell(path: Path, line: int, column: str, value: str) -> None:
-    """Set ``column`` on physical ``line`` (header = 1) of a fixture sheet (one line per row)."""
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    rows[line - 1][rows[0].index(column)] = value
-    with path.open("w", newline="") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(rows)
 
 
 # ------------------------------------------------------------------------------------------ what is read
