@@ -1,11 +1,11 @@
 """Snakemake script: the meta-regression bubble plots of one analysis (PNG, SVG and PDF per continuous moderator)."""
 
-import re
 from pathlib import Path
 
 from tpsynth.pipeline import job_log
 
 with job_log(snakemake.log[0]):
+    from tpsynth.config import file_stem
     from tpsynth.figures.bubble import bubble_figure, bubbles
     from tpsynth.figures.common import save_all
     from tpsynth.tables import read_json
@@ -14,8 +14,7 @@ with job_log(snakemake.log[0]):
     out = Path(snakemake.output[0])
     out.mkdir(parents=True, exist_ok=True)
     for b in bubbles(analysis):
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", b["moderator"])
-        save_all(bubble_figure(analysis, b["moderator"]), out / name)
+        save_all(bubble_figure(analysis, b["moderator"]), out / file_stem(b["moderator"]))
     mr = analysis.get("meta_regression") or {}
     if mr.get("caveat"):
         print(f"{analysis['analysis_id']}: {mr['caveat']}")

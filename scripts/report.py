@@ -14,6 +14,9 @@ with job_log(snakemake.log[0]):
     figures = {"summary": inp.summary}
     figures.update({f"forest_{a}": p for a, p in zip(ids, inp.forest, strict=True)})
     figures.update({f"funnel_{a}": p for a, p in zip(ids, inp.funnel, strict=True)})
+    # bubble plots: results/figures/bubble_{id}/{moderator}.svg -> "bubble_{id}/{moderator}"
+    for a, folder in zip(snakemake.params.moderated_ids, inp.bubble, strict=True):
+        figures.update({f"bubble_{a}/{p.stem}": str(p) for p in sorted(Path(folder).glob("*.svg"))})
     nets = list(snakemake.params.network_ids)
     for kind in ("network_graph", "network_forest", "league"):
         figures.update({f"{kind}_{n}": p for n, p in zip(nets, inp[kind], strict=True)})

@@ -22,6 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tpsynth.config import load_config
 from tpsynth.report import build
@@ -30,6 +31,8 @@ from tpsynth.validate import load_sheets
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 IDS = ["pain_md", "pain_smd", "resp_rr"]
+MODERATED = "pain_smd"  # given moderators: [year] in the workspace (one bubble plot)
+N_IMAGES = 2 * len(IDS) + 1 + 1  # forest and funnel per analysis, the summary figure, the bubble plot
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -62,6 +65,8 @@ def _figure_paths(wd: Path) -> dict[str, str]:
     for a in IDS:
         paths[f"forest_{a}"] = str(wd / f"results/figures/forest_{a}.svg")
         paths[f"funnel_{a}"] = str(wd / f"results/figures/funnel_{a}.svg")
+    for svg in sorted((wd / f"results/figures/bubble_{MODERATED}").glob("*.svg")):  # as scripts/report.py
+        paths[f"bubble_{MODERATED}/{svg.stem}"] = str(svg)
     return paths
 
 
@@ -81,6 +86,11 @@ def workspace(tmp_path_factory):
     """The fixture workspace after one pipeline run, with results/report.html."""
     wd = tmp_path_factory.mktemp("report_wd")
     shutil.copytree(FIXTURE, wd, dirs_exist_ok=True)
+    # one analysis with a moderator, so that the run draws a bubble plot and the report shows a meta-regression
+    cfg = wd / "config/config.yaml"
+    config = yaml.safe_load(cfg.read_text())
+    config["analyses"][MODERATED]["moderators"] = ["year"]
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "-c", "2"]
     if _report_rule_included():
@@ -155,7 +165,7 @@ def test_report_written_and_self_contained(workspace):
     )
     assert not re.search(r"""<(img|link|iframe|object|embed|source)[^>]+(src|href)=["'](?!data:|#)""", html)
     assert "@import" not in html and "url(" not in html
-    assert html.count('src="data:image/svg+xml;base64,') == 2 * len(IDS) + 1  # vector figures, text as text
+    assert html.count('src="data:image/svg+xml;base64,') == N_IMAGES  # vector figures, text as text
     assert 'src="data:image/png' not in html
     assert "@media print" in html
 
@@ -168,6 +178,35 @@ def test_every_analysis_has_a_section_and_toc_entry(workspace):
         assert f'href="#analysis-{a}"' in html
     for sec in ("key-findings", "evidence-base", "analyses", "methods", "provenance", "limitations"):
         assert f'id="{sec}"' in html and f'href="#{sec}"' in html
+
+
+@pytest.mark.pipeline
+def test_meta_regression_section_equals_the_csv(workspace):
+    """The analysis with moderators: its report section shows results/meta_regression.csv and
+    results/meta_regression_fit.csv, written by tpsynth.display, and the bubble plot on disk inline."""
+    from tpsynth import display
+
+    html = (workspace / "results/report.html").read_text(encoding="utf-8")
+    section = html.split(f'id="analysis-{MODERATED}"', 1)[1].split("</section>", 1)[0]
+    assert "<h4>Meta-regression on year</h4>" in section
+    for other in IDS:
+        if other != MODERATED:
+            other_section = html.split(f'id="analysis-{other}"', 1)[1].split("</section>", 1)[0]
+            assert "Meta-regression" not in other_section
+    coef = [r for r in build.read_csv(workspace / "results/meta_regression.csv") if r["analysis_id"] == MODERATED]
+    fit = next(r for r in build.read_csv(workspace / "results/meta_regression_fit.csv") if r["analysis_id"] == MODERATED)
+    assert [r["term"] for r in coef] == ["intrcpt", "year"]
+    for r, label in zip(coef, ["Intercept", "year (per 1 unit)"], strict=True):
+        est, lo, hi, stat, p = (float(r[c]) for c in ("estimate", "ci_low", "ci_high", "statistic", "pvalue"))
+        cells = f"<td>{label}</td><td>{display.effect(est, lo, hi, digits=3)}</td><td class=\"n\">{display.number(stat)}</td>"
+        assert cells + f"<td>{display.p_value(p)}</td>" in section
+    qm, qm_p, qe, qe_p = (float(fit[c]) for c in ("qm", "qm_pvalue", "qe", "qe_pvalue"))
+    assert f"F({fit['qm_df']}, {fit['qm_df2']}) = {display.number(qm)}, {display.p_value(qm_p)}" in section  # hksj
+    assert f"QE = {display.number(qe)} on {fit['qe_df']} df, {display.p_value(qe_p)}" in section
+    assert f"tau² = {display.small(float(fit['tau2']))}" in section
+    assert "Cochrane Handbook 10.11.5" in section  # 4 studies for one moderator
+    svg = workspace / f"results/figures/bubble_{MODERATED}/year.svg"
+    assert f'src="{build.data_uri(svg)}"' in section
 
 
 @pytest.mark.pipeline
@@ -361,7 +400,7 @@ def test_report_in_headless_chromium(workspace, tmp_path):
             imgs = page.evaluate(
                 "() => Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
             )
-            assert len(imgs) == 2 * len(IDS) + 1
+            assert len(imgs) == N_IMAGES
             for alt, complete, w, h in imgs:
                 assert complete and w > 0 and h > 0, alt
             missing = page.evaluate(

@@ -141,7 +141,9 @@ class _Model:
 def _common_tau2_subgroups(out: dict, pooled: dict, model: _Model, groups: dict, col: str) -> None:
     """Subgroups as one meta-regression on the subgroup factor with a common tau² (metafor
     ``rma(yi, vi, mods = ~ factor(subgroup))``): per-subgroup estimates are its predictions, the
-    test for subgroup differences its omnibus QM (chi² with Wald, F with HKSJ)."""
+    test for subgroup differences its omnibus QM (chi² with Wald, F with HKSJ).  The model itself
+    (coefficients against the reference subgroup, QM, QE, tau², I², R², permutation test) is kept in
+    ``out["subgroup_regression"]``, shaped as ``meta_regression``, for the report."""
     labels = [""] * len(model.yi)
     for g, idx in groups.items():
         for i in idx:
@@ -156,6 +158,8 @@ def _common_tau2_subgroups(out: dict, pooled: dict, model: _Model, groups: dict,
             "ci_low": _f(pr["ci_low"][j]), "ci_high": _f(pr["ci_high"][j]), "tau2": _f(fit.tau2), "i2": _f(fit.i2),
         })  # fmt: skip
     pooled.update(q_between=_f(fit.qm), q_between_df=int(fit.qm_df), q_between_pvalue=_f(fit.qm_pvalue))
+    out["subgroup_regression"] = {"moderators": [col], "notes": list(fit.notes), "skipped_reason": None,
+                                  **_regression_summary(fit, fit.coding, 1)}  # fmt: skip
     test = "chi²" if not np.isfinite(fit.qm_df2) else f"F({fit.qm_df}, {int(fit.qm_df2)})"
     out["notes"].append(
         f"subgroups: one model with a common tau² ({model.a['method']}); the test for subgroup differences is "
@@ -181,6 +185,31 @@ def _moderator_values(studies: dict, effects: list, cols: list[str]) -> tuple[di
             numeric = False
         values[col] = [None if x is None else (float(x) if numeric else str(x)) for x in raw]
     return values, [c for c in cols if all(isinstance(v, float) or v is None for v in values[c])]
+
+
+def _regression_summary(fit, coding, n_moderators: int) -> dict:
+    """The reported part of a meta-regression fit: coefficients, QM, QE, tau², I², R², the permutation test
+    of QM (metafor ``permutest``) and the Cochrane Handbook 10.11.5 caveat (< 10 studies per moderator)."""
+    perm = fit.permutation_test()
+    caveat = None
+    if fit.k < MIN_K_PER_MODERATOR * n_moderators:
+        caveat = (
+            f"{fit.k} studies for {n_moderators} moderator(s): fewer than {MIN_K_PER_MODERATOR} studies per moderator, "
+            "so the meta-regression is exploratory and may find spurious associations (Cochrane Handbook 10.11.5)"
+        )
+    return dict(
+        caveat=caveat, k=fit.k, p=fit.p, terms=list(fit.terms), method=fit.method, ci_method=fit.ci_method,
+        reference_levels={c: lv[0] for c, lv in coding if lv is not None},
+        coefficients=[
+            {"term": t, "estimate": _f(fit.beta[j]), "se": _f(fit.se[j]), "statistic": _f(fit.zval[j]),
+             "pvalue": _f(fit.pval[j]), "ci_low": _f(fit.ci_low[j]), "ci_high": _f(fit.ci_high[j])}
+            for j, t in enumerate(fit.terms)
+        ],
+        tau2=_f(fit.tau2), i2=_f(fit.i2), r2=_f(fit.r2), qm=_f(fit.qm), qm_df=int(fit.qm_df),
+        qm_df2=_f(fit.qm_df2), qm_pvalue=_f(fit.qm_pvalue), qe=_f(fit.qe), qe_df=int(fit.qe_df),
+        qe_pvalue=_f(fit.qe_pvalue), permutation_pvalue=_f(perm.qm_pvalue), permutation_exact=perm.exact,
+        permutation_iter=perm.iter, permutation_seed=perm.seed,
+    )  # fmt: skip
 
 
 def _meta_regression(model: _Model, effects: list, studies: dict, analysis: dict) -> dict | None:
@@ -224,25 +253,7 @@ def _meta_regression(model: _Model, effects: list, studies: dict, analysis: dict
     a = model.a
     fit = meta_analysis(model.yi[idx], model.vi[idx], mods=mods, method=a["method"], ci=a["ci"], level=a["level"],
                         reference=ref, slab=[effects[i].study_id for i in keep])  # fmt: skip
-    perm = fit.permutation_test()
-    if fit.k < MIN_K_PER_MODERATOR * len(cols):
-        out["caveat"] = (
-            f"{fit.k} studies for {len(cols)} moderator(s): fewer than {MIN_K_PER_MODERATOR} studies per moderator, "
-            "so the meta-regression is exploratory and may find spurious associations (Cochrane Handbook 10.11.5)"
-        )
-    out.update(
-        k=fit.k, p=fit.p, terms=list(fit.terms), method=fit.method, ci_method=fit.ci_method,
-        reference_levels={c: lv[0] for c, lv in coding if lv is not None},
-        coefficients=[
-            {"term": t, "estimate": _f(fit.beta[j]), "se": _f(fit.se[j]), "statistic": _f(fit.zval[j]),
-             "pvalue": _f(fit.pval[j]), "ci_low": _f(fit.ci_low[j]), "ci_high": _f(fit.ci_high[j])}
-            for j, t in enumerate(fit.terms)
-        ],
-        tau2=_f(fit.tau2), i2=_f(fit.i2), r2=_f(fit.r2), qm=_f(fit.qm), qm_df=int(fit.qm_df),
-        qm_df2=_f(fit.qm_df2), qm_pvalue=_f(fit.qm_pvalue), qe=_f(fit.qe), qe_df=int(fit.qe_df),
-        qe_pvalue=_f(fit.qe_pvalue), permutation_pvalue=_f(perm.qm_pvalue), permutation_exact=perm.exact,
-        permutation_iter=perm.iter, permutation_seed=perm.seed,
-    )  # fmt: skip
+    out.update(_regression_summary(fit, coding, len(cols)))
     out["notes"] += list(fit.notes)
     out["bubble"] = [fit.bubble_data(c) for c in numeric]
     return out

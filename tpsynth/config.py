@@ -365,6 +365,12 @@ def natural_key(text: str) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
 
 
+def file_stem(name: str) -> str:
+    """A name from the sheets or config (a moderator column) as a file name: characters other than
+    letters, digits and ``_ . -`` become ``_`` (``results/figures/bubble_{id}/{file_stem(moderator)}.svg``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def analysis_ids(config: dict) -> list[str]:
     """The configured analysis ids in natural order (the order of jobs, tables and report sections)."""
     return sorted(config["analyses"], key=natural_key)

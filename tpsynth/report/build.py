@@ -29,7 +29,7 @@ from markupsafe import Markup, escape
 
 from .. import display
 from ..certainty import rules_from_config
-from ..config import analysis_settings, natural_key
+from ..config import analysis_settings, file_stem, natural_key
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
 from ..selection import where_text
 from . import clinical
@@ -344,6 +344,130 @@ def small_study(a: dict) -> dict:
     }
 
 
+#: Cochrane Handbook (version 6) 10.11.6: subgroup analyses and meta-regressions are observational.
+OBSERVATIONAL = (
+    "This compares trials with one another, not patients within trials: it is an observational association "
+    "across trials, not evidence of cause and effect: other characteristics of the trials that go with {what} "
+    "may explain it (Cochrane Handbook 10.11.6)."
+)
+
+
+def _term_text(term: str, moderators: list[str], reference: dict, numeric: set[str]) -> tuple[str, str]:
+    """(label, kind) of a coefficient: ``intercept``, ``covariate`` or ``level`` of a factor."""
+    if term == "intrcpt":
+        return "Intercept", "intercept"
+    for col in moderators:
+        if term.startswith(f"{col}[") and term.endswith("]") and col in reference:
+            return f"{col}: {term[len(col) + 1 : -1]} vs {reference[col]}", "level"
+    return (f"{term} (per 1 unit)" if term in numeric else term), "covariate"
+
+
+def _qm_text(mr: dict) -> str:
+    """The omnibus test of moderators: ``QM = 11.06 (chi² on 3 df), p = 0.011`` or ``F(1, 11) = 12.59, p = 0.005``."""
+    if display.isnum(mr.get("qm_df2")):
+        return f"F({mr.get('qm_df')}, {num(mr['qm_df2'], 0)}) = {num(mr.get('qm'))}, {display.p_value(mr.get('qm_pvalue'))}"
+    return f"QM = {num(mr.get('qm'))} (chi² on {mr.get('qm_df')} df), {display.p_value(mr.get('qm_pvalue'))}"
+
+
+def _permutation_text(mr: dict) -> str:
+    """The permutation p-value of QM with how it was obtained (metafor ``permutest``)."""
+    if not display.isnum(mr.get("permutation_pvalue")):
+        return "not computed"
+    n = mr.get("permutation_iter")
+    if mr.get("permutation_exact"):
+        how = f"exact: all {num(n, 0) if n is not None and n >= 1000 else n} distinct permutations"
+    else:
+        how = f"{num(n, 0) if n is not None and n >= 1000 else n} random permutations, seed {mr.get('permutation_seed')}"
+    return f"{display.p_value(mr['permutation_pvalue'])} ({how})"
+
+
+def meta_regression_section(a: dict, key: str = "meta_regression", figures: dict | None = None) -> dict | None:
+    """The meta-regression of an analysis (``key="meta_regression"``: its ``moderators:``) or its subgroup
+    model with a common tau² (``key="subgroup_regression"``), as the report shows it.
+
+    Coefficients on the analysis scale with CI, test statistic and p; for ratio measures also
+    exponentiated (the intercept is then the ratio at the reference, a moderator's coefficient the
+    factor by which the ratio is multiplied per unit or against the reference level); the omnibus test
+    (chi² with Wald, F with HKSJ, as metafor), QE, residual tau² and I², pseudo R², the permutation
+    p-value, the Cochrane Handbook 10.11.5 caveat and a plain-language sentence. None when the
+    analysis has no such model.
+    """
+    mr = a.get(key)
+    if not mr:
+        return None
+    aid = a["analysis_id"]
+    measure = a["settings"]["measure"]
+    r = display.is_ratio(measure)
+    level = a["settings"].get("level", 0.95)
+    moderators = list(mr.get("moderators") or [])
+    subgroup = key == "subgroup_regression"
+    what = " and ".join(moderators)
+    out = {
+        "kind": "subgroup" if subgroup else "moderators",
+        "title": f"Subgroup model with a common tau² (meta-regression on {what})" if subgroup
+                 else f"Meta-regression on {what}",
+        "moderators": moderators, "skipped_reason": mr.get("skipped_reason"),
+        "notes": list(mr.get("notes") or []), "caveat": mr.get("caveat"), "rows": [], "bubbles": [],
+    }  # fmt: skip
+    if mr.get("skipped_reason"):
+        return out
+    reference = dict(mr.get("reference_levels") or {})
+    bubbles = list(mr.get("bubble") or [])
+    numeric = {b["moderator"] for b in bubbles} | {m for m in moderators if m not in reference}
+    stat = "z" if mr.get("ci_method") == "wald" else "t"
+    pct = f"{100 * level:g}%"
+    at = [f"{m} = 0" for m in moderators if m in numeric] + [f"{m} {lv}" for m, lv in reference.items()]
+    plain = []
+    for c in mr.get("coefficients") or []:
+        label, kind = _term_text(c["term"], moderators, reference, numeric)
+        row = {
+            "label": label, "kind": kind,
+            "coefficient": display.effect(c["estimate"], c["ci_low"], c["ci_high"], digits=3),
+            "ratio": display.effect(c["estimate"], c["ci_low"], c["ci_high"], ratio=True, digits=3) if r else None,
+            "statistic": num(c.get("statistic")), "p": display.p_value(c.get("pvalue")),
+        }  # fmt: skip
+        out["rows"].append(row)
+        if kind == "intercept":
+            continue
+        est, lo, hi = (display.value(display.to_display(c[x], r), 3, r) for x in ("estimate", "ci_low", "ci_high"))
+        change = f"{est} ({pct} CI {lo} to {hi}; {display.p_value(c.get('pvalue'))})"
+        if kind == "level":
+            col = next(m for m in moderators if c["term"].startswith(f"{m}["))
+            lead = f"in trials with {col} {c['term'][len(col) + 1 : -1]} rather than {reference[col]}"
+        else:
+            lead = f"per 1 unit higher {c['term']}"
+        verb = f"the {measure} is multiplied by" if r else f"the {measure} changes by"
+        plain.append(f"{lead}, {verb} {change}")
+    sig = display.isnum(mr.get("qm_pvalue")) and mr["qm_pvalue"] < 0.05
+    test = f"test of moderators {display.p_value(mr.get('qm_pvalue'))}"
+    verdict = (
+        f"the effect differs with {what} beyond chance ({test})" if sig
+        else f"the data show no clear difference in the effect with {what} ({test}); this does not show that there is none"
+    )  # fmt: skip
+    intercept_text = (
+        f"The intercept is the {measure} predicted at {', '.join(at)}." if at else ""
+    )
+    out.update(
+        model="Meta-regression with a common effect (no tau²)" if mr.get("method") == "FE"
+              else "Mixed-effects meta-regression",
+        k=mr.get("k"), stat=stat, pct=pct, ratio=r, measure=measure,
+        reference=[{"moderator": m, "level": lv} for m, lv in sorted(reference.items())],
+        method=TAU2_METHODS.get(mr.get("method"), mr.get("method")),
+        ci=CI_METHODS.get(mr.get("ci_method"), mr.get("ci_method")),
+        qm=_qm_text(mr),
+        qe=f"QE = {num(mr.get('qe'))} on {mr.get('qe_df')} df, {display.p_value(mr.get('qe_pvalue'))}",
+        tau2=display.small(mr.get("tau2")), i2=f"{num(mr.get('i2'), 0)}%", r2=f"{num(mr.get('r2'), 0)}%",
+        permutation=_permutation_text(mr), intercept_text=intercept_text,
+        plain=(f"Across {mr.get('k')} studies, " + verdict + ". " + ("; ".join(plain)[:1].upper() + "; ".join(plain)[1:] + ". "
+               if plain else "") + OBSERVATIONAL.format(what=what)),
+        bubbles=[
+            {"moderator": b["moderator"], "src": (figures or {}).get(f"bubble_{aid}/{file_stem(b['moderator'])}")}
+            for b in bubbles
+        ],
+    )  # fmt: skip
+    return out
+
+
 def study_rows(a: dict) -> list[dict]:
     """The studies of one analysis as they entered it (effect in natural units, weight)."""
     m = a["settings"]["measure"]
@@ -395,6 +519,8 @@ def analysis_section(a: dict, figures: dict) -> dict:
         "sensitivity": sensitivity(a),
         "subgroups": subgroups(a),
         "small_study": small_study(a),
+        "regressions": [x for x in (meta_regression_section(a, "meta_regression", figures),
+                                    meta_regression_section(a, "subgroup_regression", figures)) if x],
         "forest": figures.get(f"forest_{aid}") if p.get("k") else None,
         "funnel": figures.get(f"funnel_{aid}") if p.get("k") else None,
         "bayes": clinical.prior_sensitivity(a),
@@ -755,7 +881,8 @@ def build_context(
     shipped_note: bool = False,
     networks: list[dict] | None = None,
 ) -> dict:
-    """Everything the template shows. ``figures`` maps 'summary', 'forest_ID', 'funnel_ID' to data URIs."""
+    """Everything the template shows. ``figures`` maps 'summary', 'forest_ID', 'funnel_ID' and
+    'bubble_ID/MODERATOR' (:func:`tpsynth.config.file_stem` of the moderator) to data URIs."""
     analyses = sorted(analyses, key=lambda a: natural_key(a["analysis_id"]))
     flow = dataflow_summary(flow_rows, analyses)
     sections = [analysis_section(a, figures) for a in analyses]

@@ -18,6 +18,8 @@ rule report:
         forest=expand("results/figures/forest_{analysis_id}.svg", analysis_id=ANALYSES),
         funnel=expand("results/figures/funnel_{analysis_id}.svg", analysis_id=ANALYSES),
         summary="results/figures/summary.svg",
+        # meta-regression bubble plots: one directory per analysis with moderators (figures.smk)
+        bubble=expand("results/figures/bubble_{analysis_id}", analysis_id=MODERATED),
         networks=expand("results/networks/{network_id}.json", network_id=NETWORKS),
         network_graph=expand("results/figures/network_graph_{network_id}.svg", network_id=NETWORKS),
         network_forest=expand("results/figures/network_forest_{network_id}.svg", network_id=NETWORKS),
@@ -46,6 +48,7 @@ rule report:
         ),
     params:
         analysis_ids=ANALYSES,
+        moderated_ids=MODERATED,
         network_ids=NETWORKS,
     conda:
         "../envs/tpsynth.yaml"
