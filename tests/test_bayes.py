@@ -135,6 +135,52 @@ def test_bayesmeta_crins_ma01(crins):
     assert thi == pytest.approx(-0.9920023, abs=1e-3)
 
 
+def test_bayesmeta_crins_ma01_shrinkage_in_summary(crins):
+    """The summary's per-study rows (computed for all studies at once) give bayesmeta's published shrinkage
+    estimate of Heffron (2003), p. 26: median -1.7411356, mean -1.7778965, sd 0.4229425."""
+    yi, vi = crins
+    res = bayes.summarise(bayes.posterior(yi, vi, bayes.TauPrior("half_normal", (0.5,)), bayes.MuPrior(0, 4)))
+    heffron = res.studies[0]
+    assert heffron["median"] == pytest.approx(-1.7411356, abs=1e-3)
+    assert heffron["mean"] == pytest.approx(-1.7778965, abs=1e-3)
+    assert heffron["sd"] == pytest.approx(0.4229425, abs=1e-3)
+
+
+def _study_cases():
+    """(yi, vi, tau prior, mu prior) of the R reference cases, plus larger and awkward ones."""
+    for c in REF["cases"]:
+        mu = c["mu_prior"]
+        prior = bayes.TauPrior(c["family"], tuple(np.atleast_1d(c["params"]).tolist()))
+        yield _case_id(c), c["yi"], c["vi"], prior, bayes.MuPrior(*mu) if mu else None
+    rng = np.random.default_rng(14)
+    y, v = rng.normal(-0.5, 0.6, 400), rng.uniform(0.01, 0.5, 400)
+    yield "k400", y, v, bayes.parse_tau_prior("half_cauchy(1)"), None
+    # two clusters far apart with tiny variances: each study's posterior is a far-from-normal mixture
+    y = np.r_[np.full(3, -3.0), np.full(3, 3.0)] + rng.normal(0, 0.01, 6)
+    yield "bimodal", y, np.full(6, 1e-4), bayes.parse_tau_prior("uniform(20)"), bayes.MuPrior(0.0, 1.0)
+    yield "one study, normal mu prior", [0.4], [0.09], bayes.parse_tau_prior("half_normal(0.5)"), bayes.MuPrior(0.0, 2.0)
+
+
+@pytest.mark.parametrize("case", list(_study_cases()), ids=lambda c: c[0])
+def test_study_summaries_equal_one_study_at_a_time(case, monkeypatch):
+    """The vectorised per-study summaries equal each study's own moments and brentq quantiles of its
+    mixture posterior (Posterior.moments / Posterior.quantile, which summarise used per study) to 1e-9,
+    also when the studies are split over many blocks."""
+    _, yi, vi, tau_prior, mu_prior = case
+    post = bayes.posterior(yi, vi, tau_prior, mu_prior)
+    probs = (0.5, 0.025, 0.975, 0.1)
+    for block in (bayes.STUDY_BLOCK, 1):
+        monkeypatch.setattr(bayes, "STUDY_BLOCK", block)
+        mean, sd, quant = bayes.study_summaries(post, probs)
+        for i in range(len(post.y)):
+            m, s = post.moments("theta", i)
+            assert abs(mean[i] - m) <= 1e-9 * max(1.0, abs(m)), (i, mean[i], m)
+            assert abs(sd[i] - s) <= 1e-9 * max(1.0, s), (i, sd[i], s)
+            for j, q in enumerate(probs):
+                x = post.quantile(q, "theta", i)
+                assert abs(quant[i, j] - x) <= 1e-9 * max(1.0, abs(x)), (i, q, quant[i, j], x)
+
+
 def test_bayesmeta_crins_ma05_two_randomised(crins):
     """p. 33: the two randomised studies (Heffron, Spada): ma05$pposterior(mu = 0) = 0.9974968;
     forest plot (Figure 6): mean -1.78 [-2.86, -0.69], prediction -1.78 [-3.25, -0.28]."""

@@ -586,6 +586,75 @@ class BayesResult:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
+#: Nodes of the posterior with a weight below this are left out of the per-study summaries: together they
+#: weigh at most (number of nodes) x 1e-18, a few 1e-15, which moves no quantile by more than that times
+#: the study's posterior SD.
+P_NEGLIGIBLE = 1e-18
+#: Elements (studies x nodes) per block of :func:`study_summaries` (bounds its memory, ~16 MB per array).
+STUDY_BLOCK = 2_000_000
+
+
+def study_summaries(post: Posterior, probs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean, SD and quantiles ``probs`` of every study's true effect ``theta_i``, all at once.
+
+    The same quantities as ``post.moments("theta", i)`` and ``post.quantile(q, "theta", i)`` (each a
+    mixture of normals over the tau nodes, Röver 2020, section 2.4 "shrinkage estimates"), computed for
+    blocks of studies as arrays: the quantiles by a safeguarded Newton iteration on the mixture CDF,
+    started inside the bracket of the components' quantiles, with bisection whenever a Newton step
+    would leave the bracket. Linear in the number of studies (one study at a time with ``brentq`` cost
+    ~3.5 ms each). Nodes weighing less than :data:`P_NEGLIGIBLE` are left out.
+
+    Returns
+    -------
+    mean, sd : ndarray, shape (k,)
+    quantiles : ndarray, shape (k, len(probs))
+    """
+    live = post.p > P_NEGLIGIBLE
+    p, t2, m, s2 = post.p[live], post.tau[live] ** 2, post.m[live], post.s2[live]
+    k = len(post.y)
+    mean, sd, quant = np.empty(k), np.empty(k), np.empty((k, len(probs)))
+    block = max(1, STUDY_BLOCK // len(p))
+    for start in range(0, k, block):
+        i = slice(start, min(start + block, k))
+        vi = post.v[i][:, None]
+        b = t2 / (vi + t2)
+        mix_m = b * post.y[i][:, None] + (1 - b) * m
+        mix_s = np.sqrt(b * vi + (1 - b) ** 2 * s2)
+        mu = (p * mix_m).sum(axis=1)
+        mean[i] = mu
+        sd[i] = np.sqrt((p * (mix_s**2 + (mix_m - mu[:, None]) ** 2)).sum(axis=1))
+        for j, q in enumerate(probs):
+            quant[i, j] = _mixture_quantiles(p, mix_m, mix_s, q)
+    return mean, sd, quant
+
+
+def _mixture_quantiles(p: np.ndarray, m: np.ndarray, s: np.ndarray, q: float) -> np.ndarray:
+    """The ``q`` quantile of each row's mixture of normals (weights ``p``, means ``m``, SDs ``s``)."""
+    comp = m + s * ndtri(q)  # the mixture's quantile lies between its components' quantiles
+    lo, hi = comp.min(axis=1), comp.max(axis=1)
+    x = (p * comp).sum(axis=1)
+    x = np.clip(x, lo, hi)
+    norm = math.sqrt(2 * math.pi)
+    todo = np.flatnonzero(hi > lo)
+    for _ in range(200):
+        if not len(todo):
+            break
+        xt, mt, st = x[todo], m[todo], s[todo]
+        z = (xt[:, None] - mt) / st
+        f = (p * ndtr(z)).sum(axis=1) - q
+        dens = (p * np.exp(-0.5 * z * z) / st).sum(axis=1) / norm
+        lo[todo] = np.where(f < 0, xt, lo[todo])
+        hi[todo] = np.where(f > 0, xt, hi[todo])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = xt - f / dens
+        outside = ~((xn > lo[todo]) & (xn < hi[todo]))
+        xn = np.where(outside, 0.5 * (lo[todo] + hi[todo]), xn)
+        settled = (f == 0) | (np.abs(xn - xt) <= 1e-14 + 4e-16 * np.abs(xt)) | (hi[todo] - lo[todo] <= 1e-14 + 4e-16 * np.abs(xt))
+        x[todo] = np.where(f == 0, xt, xn)
+        todo = todo[~settled]
+    return x
+
+
 def benefit_probabilities(post: Posterior, benefit: str | None, mid: float | None) -> tuple[float | None, float | None]:
     """P(the effect favours the intervention) and P(it is an important benefit, beyond ``mid``).
 
@@ -616,13 +685,12 @@ def summarise(post: Posterior, *, level: float = 0.95, benefit: str | None = Non
         sd = None
     lo_hdi, hi_hdi = post.shortest(level)
     pb, pib = benefit_probabilities(post, benefit, mid)
-    studies = []
-    for i in range(len(post.y)):
-        mi, si = post.moments("theta", i)
-        studies.append({
-            "study_id": study_ids[i] if study_ids else str(i), "median": post.quantile(0.5, "theta", i), "mean": mi,
-            "sd": si, "ci_low": post.quantile(a, "theta", i), "ci_high": post.quantile(1 - a, "theta", i),
-        })  # fmt: skip
+    means, sds, qs = study_summaries(post, (0.5, a, 1 - a))
+    studies = [
+        {"study_id": study_ids[i] if study_ids else str(i), "median": float(qs[i, 0]), "mean": float(means[i]),
+         "sd": float(sds[i]), "ci_low": float(qs[i, 1]), "ci_high": float(qs[i, 2])}
+        for i in range(len(post.y))
+    ]  # fmt: skip
     return BayesResult(
         k=len(post.y), tau_prior=post.tau_prior.label, tau_prior_source=post.tau_prior.source,
         mu_prior=post.mu_prior.label, estimate=post.quantile(0.5), mean=mean, sd=sd,
@@ -649,5 +717,5 @@ def bayes_meta(yi, vi, tau_prior: TauPrior | str, mu_prior: MuPrior | str | None
 __all__ = [
     "PRIOR_FAMILIES", "TauPrior", "MuPrior", "PriorError", "parse_tau_prior", "parse_mu_prior", "auto_tau_prior",
     "posterior", "summarise", "bayes_meta", "BayesResult", "Posterior", "CLASS_CATEGORY", "TURNER_2015",
-    "RHODES_2015",
+    "RHODES_2015", "study_summaries",
 ]  # fmt: skip
