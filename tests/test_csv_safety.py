@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from sheet_edit import edit_rows
 
-from tpsynth.tables import _NUMBER, FORMULA_START, excel_safe, excel_unsafe, read_csv, write_csv
+from tpsynth.tables import _NUMBER, FORMULA_START, cell, excel_safe, excel_unsafe, read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
@@ -43,6 +44,22 @@ def test_write_then_read_gives_the_original_strings(tmp_path):
     assert [r[0] for r in raw[1:]] == ["'" + t for t in ATTACKS] + ["'\tx", "''=y", "plain"]
     assert {r[1] for r in raw[1:]} == {"-1.5"}  # numbers are never prefixed
     assert read_csv(path) == [{"a": t, "b": "-1.5", "c": "3"} for t in ATTACKS + ["\tx", "'=y", "plain"]]
+
+
+def test_write_csv_formats_each_cell_as_cell_would(tmp_path):
+    """write_csv formats each distinct value of a column once: the text of every cell must still be
+    excel_safe(cell(value)) of that cell's own value, also for values equal as keys but written
+    differently (True, 1, 1.0; 1e16 and 10**16), NaN, lists and missing keys."""
+    values = [None, True, False, 1, 1.0, 0, 0.0, -0.0, math.nan, math.inf, 1e16, 10**16, 2.5, "=x", "-1", "abc",
+              "+3", "'=a", "@", "", ["a", "=b"], ("x",)]  # fmt: skip
+    rows = [{c: values[(i * (j + 3)) % len(values)] for j, c in enumerate("abc") if (i + j) % 7} for i in range(300)]
+    path = tmp_path / "t.csv"
+    write_csv(path, ["a", "b", "c"], rows)
+    with path.open(newline="") as fh:
+        raw = list(csv.reader(fh))
+    assert raw[0] == ["a", "b", "c"]
+    assert raw[1:] == [[excel_safe(cell(r.get(c))) for c in "abc"] for r in rows]
+    assert {"true", "1"} <= {t for row in raw[1:] for t in row}
 
 
 

@@ -124,9 +124,34 @@ def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([excel_safe(c) for c in columns])
-    for r in rows:
-        w.writerow([excel_safe(cell(r.get(c))) for c in columns])
+    w.writerows(zip(*(_column_text([r.get(c) for r in rows]) for c in columns)))
     write_text(path, buf.getvalue())
+
+
+def _column_text(values: list) -> list[str]:
+    """``excel_safe(cell(x))`` of each value of one column, each distinct value formatted once.
+
+    Columns repeat their values (codes, sample sizes, rounded statistics), so a large table is written in
+    time linear in its cells with a small constant. Values are remembered per type (``1``, ``1.0`` and
+    ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted
+    each time it occurs, and so are unhashable values (lists).
+    """
+    known: dict[tuple, str] = {}
+    out = []
+    append = out.append
+    for x in values:
+        key = (x.__class__, x)
+        try:
+            text = known.get(key)
+        except TypeError:  # a list (e.g. notes): not hashable, formatted each time
+            append(excel_safe(cell(x)))
+            continue
+        if text is None:
+            text = excel_safe(cell(x))
+            if len(known) < 100_000:
+                known[key] = text
+        append(text)
+    return out
 
 
 def read_csv(path: str | Path) -> list[dict]:
