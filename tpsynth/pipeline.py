@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import filecmp
 import hashlib
 import json
 import os
@@ -25,11 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import analysis_settings
-from .tables import read_json, replace_atomically, write_json, write_text
+from .tables import read_json, replace_atomically, write_json
 from .validate import Sheets, load_sheets
 
 #: Version tag of evidence.json and of the slices (bump when their layout changes).
-EVIDENCE_FORMAT = "tpsynth-evidence/1"
+EVIDENCE_FORMAT = "tpsynth-evidence/2"
+#: Row tables of evidence.json and of the slices. Each is written by columns (:func:`_table_chunks`):
+#: ``{"columns": {name: [value of each row], ...}, "length": rows}``, column names sorted; a table whose
+#: rows do not all have the same keys is written as ``{"rows": [row, ...]}``.
+TABLES = ("studies", "outcomes", "contrasts", "arms", "flow", "risk_of_bias")
 #: Top-level config keys no analysis reads (left out of the slices so editing them reruns no analysis).
 NOT_READ_BY_ANALYSES = ("data", "corpus", "analyses", "networks", "interventions", "outcomes", "prisma")
 
@@ -149,12 +154,28 @@ def build_evidence(config: dict) -> dict:
     }
 
 
-def read_evidence(path: str | Path) -> dict:
-    """evidence.json as written by :func:`run_ingest` (checks the format tag)."""
-    ev = read_json(path)
-    if ev.get("format") != EVIDENCE_FORMAT:
-        raise ValueError(f"{path}: not a {EVIDENCE_FORMAT} file (found {ev.get('format')!r}); rerun ingest")
+def read_evidence(path: str | Path, data: bytes | None = None) -> dict:
+    """evidence.json or a slice as written by :func:`run_ingest` (checks the format tag), its tables as
+    lists of row dicts (keys in sorted order, as JSON with sorted keys reads back). ``data``: the file's
+    bytes, when already read."""
+    ev = json.loads(Path(path).read_bytes() if data is None else data)
+    if not isinstance(ev, dict) or ev.get("format") != EVIDENCE_FORMAT:
+        found = ev.get("format") if isinstance(ev, dict) else None
+        raise ValueError(f"{path}: not a {EVIDENCE_FORMAT} file (found {found!r}); rerun ingest")
+    for key in TABLES:
+        if isinstance(ev.get(key), dict):
+            ev[key] = _table_rows(ev[key])
     return ev
+
+
+def _table_rows(table: dict) -> list[dict]:
+    """The rows of a table written by :func:`_table_chunks`."""
+    if "rows" in table:
+        return table["rows"]
+    names = list(table["columns"])
+    if not names:
+        return [{} for _ in range(table["length"])]
+    return [dict(zip(names, values, strict=True)) for values in zip(*table["columns"].values(), strict=True)]
 
 
 def sheets_from_evidence(ev: dict) -> Sheets:
@@ -198,23 +219,74 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
     }
 
 
-def _json_text(obj) -> str:
-    # compact: only then does json use its C encoder (indentation makes it pure Python, ~10x slower:
-    # most of ingest's time at 100,000 studies); sorted keys keep the bytes deterministic
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n"
+def _dumps(obj) -> str:
+    # compact: only json.dumps (one shot, no indentation) uses the C encoder, ~10x faster than json.dump;
+    # sorted keys keep the bytes deterministic
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False)
 
 
-def write_if_changed(path: str | Path, text: str) -> bool:
-    """Write ``text`` to ``path`` (atomically) unless the file already holds exactly it; True if written."""
+def _table_chunks(rows: list[dict]):
+    """JSON text of a row table, by columns, in pieces of one column each (see :data:`TABLES`)."""
+    names = sorted(rows[0]) if rows else []
+    if not all(len(r) == len(names) for r in rows) or not all(r.keys() == set(names) for r in rows):
+        yield '{"rows":' + _dumps(rows) + "}"
+        return
+    yield '{"columns":{'
+    for i, name in enumerate(names):
+        yield ("," if i else "") + _dumps(name) + ":" + _dumps([r[name] for r in rows])
+    yield '},"length":' + str(len(rows)) + "}"
+
+
+def _json_chunks(obj: dict):
+    """The text of evidence.json or a slice (a dict with sorted keys, its :data:`TABLES` by columns) in
+    pieces, so that a large file is written without its whole text in memory."""
+    yield "{"
+    for i, key in enumerate(sorted(obj)):
+        yield ("," if i else "") + _dumps(key) + ":"
+        if key in TABLES and isinstance(obj[key], list):
+            yield from _table_chunks(obj[key])
+        else:
+            yield _dumps(obj[key])
+    yield "}\n"
+
+
+def _json_text(obj: dict) -> str:
+    return "".join(_json_chunks(obj))
+
+
+def _chunks_sha256(chunks) -> str:
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c.encode("utf-8"))
+    return h.hexdigest()
+
+
+def write_chunks(path: str | Path, chunks) -> None:
+    """Write text ``chunks`` to ``path`` atomically (UTF-8, as given: no newline translation)."""
+    with replace_atomically(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        for c in chunks:
+            fh.write(c)
+
+
+def write_if_changed(path: str | Path, chunks) -> bool:
+    """Write text ``chunks`` to ``path`` (atomically) unless the file already holds exactly that text;
+    True if written. The new text is written to a temporary file and compared there (never held whole)."""
     path = Path(path)
-    data = text.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # of a killed writer (as replace_atomically)
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        if path.read_bytes() == data:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for c in chunks:
+                fh.write(c)
+        if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+            tmp.unlink()
             return False
-    except FileNotFoundError:
-        pass
-    with replace_atomically(path) as tmp:
-        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return True
 
 
@@ -229,7 +301,7 @@ def write_slices(config: dict, evidence: dict, slice_dir: str | Path, only: list
     """
     written = []
     for aid in sorted(config["analyses"]) if only is None else only:
-        if write_if_changed(slice_path(slice_dir, aid), _json_text(evidence_slice(config, evidence, aid))):
+        if write_if_changed(slice_path(slice_dir, aid), _json_chunks(evidence_slice(config, evidence, aid))):
             written.append(aid)
     return written
 
@@ -250,7 +322,7 @@ def run_ingest(
     if network_slice_dir:
         changed += [f"network {n}" for n in write_network_slices(config, ev, network_slice_dir)]
     write_csv(arms_path, ARM_COLUMNS, ev["arms"])
-    write_text(evidence_path, _json_text(ev))  # compact: the C encoder (evidence.json is large)
+    write_chunks(evidence_path, _json_chunks(ev))  # by columns, never the whole text in memory
     return len(ev["arms"]), len(ev["flow"]), changed
 
 
@@ -259,9 +331,7 @@ def run_one_analysis(slice_file: str, out_path: str) -> dict:
     from .analysis import run_analysis
 
     data = Path(slice_file).read_bytes()
-    sl = json.loads(data)
-    if sl.get("format") != EVIDENCE_FORMAT:
-        raise ValueError(f"{slice_file}: not a {EVIDENCE_FORMAT} slice; rerun ingest")
+    sl = read_evidence(slice_file, data)
     res = run_analysis(sl["settings"], sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
     res["evidence_sha256"] = sha256_bytes(data)
     write_json(out_path, res)
@@ -277,7 +347,7 @@ def check_results_match_evidence(config: dict, evidence: dict, analyses: list[di
     stale = []
     for res in analyses:
         aid = res["analysis_id"]
-        expected = sha256_bytes(_json_text(evidence_slice(config, evidence, aid)).encode("utf-8"))
+        expected = _chunks_sha256(_json_chunks(evidence_slice(config, evidence, aid)))
         if res.get("evidence_sha256") != expected:
             stale.append(aid)
     if stale:
@@ -332,7 +402,7 @@ def write_network_slices(config: dict, evidence: dict, slice_dir: str | Path, on
     """Write the slice of every configured network (or of ``only``); rewrite only changed ones."""
     written = []
     for nid in sorted(config.get("networks") or {}) if only is None else only:
-        if write_if_changed(slice_path(slice_dir, nid), _json_text(network_slice(config, evidence, nid))):
+        if write_if_changed(slice_path(slice_dir, nid), _json_chunks(network_slice(config, evidence, nid))):
             written.append(nid)
     return written
 

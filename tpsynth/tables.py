@@ -124,7 +124,7 @@ def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([excel_safe(c) for c in columns])
-    w.writerows(zip(*(_column_text([r.get(c) for r in rows]) for c in columns)))
+    w.writerows(zip(*(_column_text([r.get(c) for r in rows]) for c in columns), strict=True))
     write_text(path, buf.getvalue())
 
 

@@ -1,0 +1,81 @@
+"""evidence.json and the slices store their row tables by columns (tpsynth-evidence/2): what is read back is
+exactly what the row-per-object JSON gave (same rows, same keys in the same order, same values)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tpsynth import pipeline
+from tpsynth.config import load_config
+
+
+def _as_rows_json(obj):
+    """What the old layout (every row an object, keys sorted) read back as."""
+    return json.loads(json.dumps(obj, sort_keys=True, allow_nan=False))
+
+
+@pytest.fixture
+def ingested(ws):
+    config = load_config("config/config.yaml")
+    pipeline.run_ingest(config, "data/processed/evidence.json", "data/processed/arms.csv", "data/processed/slices")
+    return config, pipeline.build_evidence(config)
+
+
+def test_evidence_reads_back_as_rows(ingested):
+    config, ev = ingested
+    back = pipeline.read_evidence("data/processed/evidence.json")
+    expected = _as_rows_json(ev)
+    assert back == expected
+    for key in pipeline.TABLES:  # same key order in every row too
+        assert [list(r) for r in back[key]] == [list(r) for r in expected[key]], key
+    raw = json.loads(open("data/processed/evidence.json", encoding="utf-8").read())
+    assert set(raw["outcomes"]) == {"columns", "length"} and raw["outcomes"]["length"] == len(ev["outcomes"])
+    assert list(raw["outcomes"]["columns"]) == sorted(ev["outcomes"][0])
+
+
+def test_slices_read_back_as_rows_and_hash_as_written(ingested):
+    config, ev = ingested
+    for aid in config["analyses"]:
+        path = pipeline.slice_path("data/processed/slices", aid)
+        data = path.read_bytes()
+        assert pipeline.read_evidence(path) == _as_rows_json(pipeline.evidence_slice(config, ev, aid))
+        # the hash the report checks is that of the file's bytes
+        assert pipeline._chunks_sha256(pipeline._json_chunks(pipeline.evidence_slice(config, ev, aid))) == (
+            pipeline.sha256_bytes(data)
+        )
+
+
+def test_unchanged_slice_is_not_rewritten(ingested):
+    config, ev = ingested
+    path = pipeline.slice_path("data/processed/slices", "pain_md")
+    os.utime(path, (1, 1))
+    assert pipeline.write_slices(config, ev, "data/processed/slices") == []
+    assert path.stat().st_mtime == 1
+    row = next(r for r in ev["outcomes"] if r["outcome"] == config["analyses"]["pain_md"]["outcome"])
+    row["mean"] = row["mean"] + 1
+    pain = sorted(a for a in config["analyses"] if config["analyses"][a]["outcome"] == row["outcome"])
+    assert pain and pipeline.write_slices(config, ev, "data/processed/slices") == pain
+    assert path.stat().st_mtime > 1
+    assert not list(path.parent.glob(".*tmp-*"))  # no temporary file left behind
+
+
+def test_tables_whose_rows_differ_in_keys_are_kept_as_rows(tmp_path):
+    obj = {"format": pipeline.EVIDENCE_FORMAT, "flow": [{"a": 1, "b": None}, {"a": 2}], "arms": [], "outcomes": [
+        {"x": 1.5, "y": "t"}, {"y": "u", "x": -0.0}], "studies": [{}, {}], "prisma": {"columns": 1}}  # fmt: skip
+    path = tmp_path / "e.json"
+    pipeline.write_chunks(path, pipeline._json_chunks(obj))
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert raw["flow"] == {"rows": [{"a": 1, "b": None}, {"a": 2}]}
+    assert raw["outcomes"] == {"columns": {"x": [1.5, -0.0], "y": ["t", "u"]}, "length": 2}
+    assert pipeline.read_evidence(path) == _as_rows_json(obj)
+    assert path.read_text(encoding="utf-8") == pipeline._json_text(obj)
+
+
+def test_old_format_is_refused(tmp_path):
+    path = tmp_path / "e.json"
+    path.write_text('{"format": "tpsynth-evidence/1", "outcomes": []}', encoding="utf-8")
+    with pytest.raises(ValueError, match="not a tpsynth-evidence/2 file"):
+        pipeline.read_evidence(path)
