@@ -23,6 +23,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 
 from .config import analysis_settings
@@ -228,12 +229,13 @@ def _dumps(obj) -> str:
 def _table_chunks(rows: list[dict]):
     """JSON text of a row table, by columns, in pieces of one column each (see :data:`TABLES`)."""
     names = sorted(rows[0]) if rows else []
-    if not all(len(r) == len(names) for r in rows) or not all(r.keys() == set(names) for r in rows):
+    keys = set(names)
+    if not all(r.keys() == keys for r in rows):
         yield '{"rows":' + _dumps(rows) + "}"
         return
     yield '{"columns":{'
     for i, name in enumerate(names):
-        yield ("," if i else "") + _dumps(name) + ":" + _dumps([r[name] for r in rows])
+        yield ("," if i else "") + _dumps(name) + ":" + _dumps(list(map(itemgetter(name), rows)))
     yield '},"length":' + str(len(rows)) + "}"
 
 

@@ -132,26 +132,18 @@ def _column_text(values: list) -> list[str]:
     """``excel_safe(cell(x))`` of each value of one column, each distinct value formatted once.
 
     Columns repeat their values (codes, sample sizes, rounded statistics), so a large table is written in
-    time linear in its cells with a small constant. Values are remembered per type (``1``, ``1.0`` and
-    ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted
-    each time it occurs, and so are unhashable values (lists).
+    time linear in its cells with a small constant. Values are told apart by type too (``1``, ``1.0`` and
+    ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted each
+    time it occurs; a column holding unhashable values (lists) is formatted cell by cell.
     """
-    known: dict[tuple, str] = {}
-    out = []
-    append = out.append
-    for x in values:
-        key = (x.__class__, x)
-        try:
-            text = known.get(key)
-        except TypeError:  # a list (e.g. notes): not hashable, formatted each time
-            append(excel_safe(cell(x)))
-            continue
-        if text is None:
-            text = excel_safe(cell(x))
-            if len(known) < 100_000:
-                known[key] = text
-        append(text)
-    return out
+    keys = list(zip(map(type, values), values, strict=True))
+    try:
+        text = dict.fromkeys(keys)
+    except TypeError:  # a list (e.g. notes) is not hashable
+        return [excel_safe(cell(x)) for x in values]
+    for key in text:
+        text[key] = excel_safe(cell(key[1]))
+    return list(map(text.__getitem__, keys))
 
 
 def read_csv(path: str | Path) -> list[dict]:
