@@ -252,3 +252,25 @@ def test_cli_exit_code_and_messages(ws):
     ok = subprocess.run([sys.executable, "-m", "tpsynth", "validate"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("Valid, with 6 warnings: 5 studies, 18 outcome rows, 2 contrast rows;")
+
+
+def test_problems_in_line_then_column_order(ws):
+    """Every bad cell gets its own message, in line order and, within a line, in column order then the
+    required-value checks, also when the same bad text recurs (cells are parsed once per distinct text) and
+    when a row has the wrong number of fields."""
+    lines = Path("data/raw/outcomes.csv").read_text().splitlines()
+    lines[1] = lines[1].replace("pain,VAS_0_100,false,4,final,20,30,15", "pain,VAS_0_100,maybe,4,final,x,30,15")
+    lines[2] = lines[2].replace(",false,4,final,20,45,18", ",maybe,4,final,20,4 5,18")
+    lines[3] = lines[3] + ",extra"
+    lines[4] = lines[4].replace("a2001,sham,sham,resp", ",sham,sham,resp").replace(",true,4,", ",maybe,4,")
+    Path("data/raw/outcomes.csv").write_text("\n".join(lines) + "\n")
+    found = [p for p in problems() if p.startswith("data/raw/outcomes.csv")]
+    assert found == [
+        "data/raw/outcomes.csv:2: column higher_is_better: expected true or false (found 'maybe')",
+        "data/raw/outcomes.csv:2: column n: expected a whole number (found 'x')",
+        "data/raw/outcomes.csv:3: column higher_is_better: expected true or false (found 'maybe')",
+        "data/raw/outcomes.csv:3: column mean: expected a number (found '4 5')",
+        f"data/raw/outcomes.csv:4: row has {lines[3].count(',') + 1} fields but the header has {lines[0].count(',') + 1}",
+        "data/raw/outcomes.csv:5: column higher_is_better: expected true or false (found 'maybe')",
+        "data/raw/outcomes.csv:5: column study_id: required value is empty",
+    ]
