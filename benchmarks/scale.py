@@ -5,8 +5,8 @@ temporary directory: ``studies.csv`` (one row per study), ``outcomes.csv`` (20 r
 pain at 5 timepoints x mean/SD, and responders at 5 timepoints x events; 2,000,000 rows at 100,000 studies),
 a small ``contrasts.csv`` and a config with two analyses (pain MD and responders RR) that every study
 enters. The data are random numbers from a fixed seed (not evidence of anything). Each stage then runs as
-its own process, as the workflow's jobs do, and its wall time and peak resident memory (``wait4``) are
-printed:
+its own process, as the workflow's jobs do, and its wall time, CPU time (of the stage's processes) and
+peak resident memory (``wait4``) are printed:
 
   validate        python -m tpsynth validate (read and check the three sheets)
   parse           the Snakefile's parse-time work in a ``snakemake -n`` dry run (config, sheets, digests)
@@ -20,6 +20,7 @@ printed:
 Peak memory is that of the stage's largest process. The package must be installed (``make``'s .venv).
 
 Usage: python benchmarks/scale.py [--sizes 1000 10000 100000] [--stages validate ingest ...] [--keep]
+       python benchmarks/scale.py --sizes 100000 --workdir DIR --stages analyse   (reuse a kept workspace)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -171,8 +173,17 @@ def stage_commands(wd: Path) -> list[tuple[str, str, list[str]]]:
     return cmds
 
 
-def run_measured(cmd: list[str], cwd: Path, timeout: float) -> tuple[float, float, int, str]:
-    """(seconds, peak MiB, exit code, stderr tail) of one child process, measured with wait4."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(cmd: list[str], cwd: Path, timeout: float) -> tuple[float, float, float, int, str]:
+    """(seconds, CPU seconds, peak MiB, exit code, stderr tail) of one child process, measured with wait4.
+
+    CPU seconds are those of the process and every descendant it waited for (user + system): on a shared
+    machine they vary much less than the wall time."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = t0 + timeout
@@ -184,12 +195,12 @@ def run_measured(cmd: list[str], cwd: Path, timeout: float) -> tuple[float, floa
             proc.kill()
             pid, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = -9
-            return time.perf_counter() - t0, usage.ru_maxrss / 1024, -9, "timed out"
+            return time.perf_counter() - t0, _children_cpu() - cpu0, usage.ru_maxrss / 1024, -9, "timed out"
         time.sleep(0.02)
     secs = time.perf_counter() - t0
     err = proc.stderr.read() if proc.stderr else ""
     code = os.waitstatus_to_exitcode(status)
-    return secs, usage.ru_maxrss / 1024, code, err.strip().splitlines()[-1] if err.strip() else ""
+    return secs, _children_cpu() - cpu0, usage.ru_maxrss / 1024, code, err.strip().splitlines()[-1] if err.strip() else ""
 
 
 def main() -> int:
@@ -198,24 +209,32 @@ def main() -> int:
     ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per stage (default %(default)s)")
     ap.add_argument("--keep", action="store_true", help="keep the generated workspaces")
+    ap.add_argument("--workdir", type=Path, help="workspace of one size kept by an earlier --keep run: run the "
+                    "stages there (on the outputs of the earlier stages) instead of generating a new one")  # fmt: skip
     args = ap.parse_args()
-    print(f"{'studies':>8} {'rows':>9}  {'stage':<18} {'seconds':>8} {'peak MiB':>9}  note", flush=True)
+    if args.workdir and len(args.sizes) != 1:
+        ap.error("--workdir takes one size")
+    print(f"{'studies':>8} {'rows':>9}  {'stage':<18} {'seconds':>8} {'CPU s':>8} {'peak MiB':>9}  note", flush=True)
     for n in args.sizes:
-        wd = Path(tempfile.mkdtemp(prefix=f"tpsynth-scale-{n}-"))
+        wd = args.workdir or Path(tempfile.mkdtemp(prefix=f"tpsynth-scale-{n}-"))
         try:
             t0 = time.perf_counter()
-            rows = generate(wd, n)
+            if args.workdir:
+                with (wd / "data" / "raw" / "outcomes.csv").open() as fh:
+                    rows = sum(1 for _ in fh) - 1
+            else:
+                rows = generate(wd, n)
             size = (wd / "data" / "raw" / "outcomes.csv").stat().st_size / 2**20
-            print(f"{n:>8,} {rows:>9,}  {'(generate)':<18} {time.perf_counter() - t0:8.1f} {'':>9}  "
+            print(f"{n:>8,} {rows:>9,}  {'(generate)':<18} {time.perf_counter() - t0:8.1f} {'':>8} {'':>9}  "
                   f"outcomes.csv {size:.0f} MiB", flush=True)  # fmt: skip
             for stage, label, cmd in stage_commands(wd):
                 if stage not in args.stages:
                     continue
-                secs, mib, code, err = run_measured(cmd, wd, args.timeout)
+                secs, cpu, mib, code, err = run_measured(cmd, wd, args.timeout)
                 note = "" if code == 0 else f"FAILED ({code}): {err}"
-                print(f"{n:>8,} {rows:>9,}  {label:<18} {secs:8.1f} {mib:9.0f}  {note}", flush=True)
+                print(f"{n:>8,} {rows:>9,}  {label:<18} {secs:8.1f} {cpu:8.1f} {mib:9.0f}  {note}", flush=True)
         finally:
-            if args.keep:
+            if args.keep or args.workdir:
                 print(f"workspace kept: {wd}", flush=True)
             else:
                 shutil.rmtree(wd, ignore_errors=True)
