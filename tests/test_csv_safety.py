@@ -62,7 +62,6 @@ def test_write_csv_formats_each_cell_as_cell_would(tmp_path):
     assert {"true", "1"} <= {t for row in raw[1:] for t in row}
 
 
-
 def _attack(i: int) -> str:
     return ATTACKS[i % len(ATTACKS)]
 
