@@ -61,7 +61,7 @@ def test_meta_regression_on_latitude_as_published(run):
 @pytest.mark.slow
 def test_figures_written_in_three_formats(run):
     out, _ = run
-    for stem in ("bcg_forest", "bcg_bubble_ablat"):
+    for stem in ("bcg_forest", "bcg_bubble_ablat", "bcg_forest_funnel"):
         assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"{stem}.pdf").read_bytes()[:4] == b"%PDF"
         assert "<svg" in (out / f"{stem}.svg").read_text(encoding="utf-8")

@@ -9,8 +9,8 @@ A :class:`MetaAnalysis` keeps its data (``yi``, ``vi``, design matrix ``X``, stu
 settings, is immutable (frozen dataclass, read-only arrays) and refits the one engine,
 :func:`tpsynth.pooling.pool_many`, for every diagnostic, as metafor's methods refit ``rma()``:
 ``leave_one_out``, ``cumulative``, ``subset``, ``egger`` (``regtest(model="lm")``), ``trimfill``,
-``permutation_test`` (``permutest``) and ``predict``.  ``forest`` and ``funnel`` draw the figures
-with the pipeline's own figure code.
+``permutation_test`` (``permutest``) and ``predict``.  ``forest``, ``funnel`` and ``bubble`` draw the
+figures with the pipeline's own figure code, as new figures or into a user's axes (``ax=``).
 
 Moderators (``mods``) are given as
 
@@ -537,35 +537,50 @@ class MetaAnalysis:
             }  # fmt: skip
         return out
 
+    def _not_a_regression(self, what: str) -> None:
+        if self.p != 1:
+            continuous = [c for c, lv in self.coding if lv is None]
+            hint = (f"draw it with bubble({continuous[0]!r}, ax=...)" if continuous
+                    else "its moderators are factors: see to_frame() and predict()")  # fmt: skip
+            raise ValueError(f"{what}() draws intercept-only models; this fit is a meta-regression on "
+                             f"{', '.join(c for c, _ in self.coding)}: {hint}")  # fmt: skip
+
     def forest(self, measure: str = "", title: str = "Meta-analysis", intervention: str = "Intervention",
-               comparator: str = "Comparator"):  # fmt: skip
+               comparator: str = "Comparator", ax=None):  # fmt: skip
         """Forest plot of an intercept-only fit, drawn by the pipeline's own code
-        (:func:`tpsynth.figures.forest.forest_figure`); returns the matplotlib Figure (save it with
-        :func:`tpsynth.figures.common.save_all` for byte-identical PNG, SVG and PDF).  ``measure``
-        (e.g. ``"RR"``) sets the axis label and back-transforms ratio measures."""
+        (:func:`tpsynth.figures.forest.forest_figure`).  ``measure`` (e.g. ``"RR"``) sets the axis
+        label and back-transforms ratio measures.
+
+        Without ``ax``, returns a new matplotlib Figure (save it with
+        :func:`tpsynth.figures.common.save_all` for byte-identical PNG, SVG and PDF).  With ``ax``
+        (a :class:`matplotlib.axes.Axes`, e.g. one panel of ``fig.subplots(1, 2)``), draws the whole
+        layout into it (text columns, the plot as an inset axes, footnotes; fonts and markers scaled to
+        the axes, see :class:`tpsynth.figures.common.Canvas`) and returns ``ax``.  A meta-regression
+        raises ValueError pointing to :meth:`bubble`."""
         from .figures.forest import forest_figure
 
-        if self.p != 1:
-            raise ValueError("forest() draws intercept-only models; use bubble(moderator) for a meta-regression")
-        return forest_figure(self._analysis(measure, title, intervention, comparator))
+        self._not_a_regression("forest")
+        return forest_figure(self._analysis(measure, title, intervention, comparator), ax=ax)
 
-    def funnel(self, measure: str = "", title: str = "Meta-analysis"):
+    def funnel(self, measure: str = "", title: str = "Meta-analysis", ax=None):
         """Contour-enhanced funnel plot (:func:`tpsynth.figures.funnel.funnel_figure`, with the
-        trim-and-fill studies when k >= 10, as in the pipeline); returns the Figure."""
+        trim-and-fill studies when k >= 10, as in the pipeline).  Without ``ax``, returns a new
+        Figure; with ``ax``, draws into it (title as the axes title, legend inside, no caption) and
+        returns ``ax``.  A meta-regression raises ValueError pointing to :meth:`bubble`."""
         from .figures.funnel import funnel_figure
 
-        if self.p != 1:
-            raise ValueError("funnel() draws intercept-only models")
-        return funnel_figure(self._analysis(measure, title, "Intervention", "Comparator"))
+        self._not_a_regression("funnel")
+        return funnel_figure(self._analysis(measure, title, "Intervention", "Comparator"), ax=ax)
 
-    def bubble(self, moderator: str, measure: str = "", title: str = "Meta-regression"):
+    def bubble(self, moderator: str, measure: str = "", title: str = "Meta-regression", ax=None):
         """Bubble plot on a continuous moderator (:func:`tpsynth.figures.bubble.bubble_figure`,
-        metafor ``regplot``); returns the Figure."""
+        metafor ``regplot``).  Without ``ax``, returns a new Figure; with ``ax``, draws into it and
+        returns ``ax``."""
         from .figures.bubble import bubble_figure
 
         if self.p == 1:
             raise ValueError("bubble() needs a meta-regression (mods=...)")
-        return bubble_figure(self._analysis(measure, title, "Intervention", "Comparator"), moderator)
+        return bubble_figure(self._analysis(measure, title, "Intervention", "Comparator"), moderator, ax=ax)
 
     # ----------------------------------------------------------------- printing
     def summary(self, digits: int = 4) -> str:

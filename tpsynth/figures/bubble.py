@@ -25,7 +25,7 @@ def bubbles(analysis: dict) -> list[dict]:
 
 
 @c.styled
-def bubble_figure(analysis: dict, moderator: str):
+def bubble_figure(analysis: dict, moderator: str, ax=None):
     """Bubble plot of the analysis's meta-regression on ``moderator``.
 
     Parameters
@@ -34,11 +34,14 @@ def bubble_figure(analysis: dict, moderator: str):
         The analysis result (``results/analyses/{analysis_id}.json``) with its ``meta_regression``.
     moderator : str
         A continuous moderator of that meta-regression.
+    ax : matplotlib.axes.Axes, optional
+        Draw the plot into this axes instead of a new figure (the title as the axes title; the caption
+        under the pipeline's figure, with the tests and the caveat, is left out).
 
     Returns
     -------
-    matplotlib.figure.Figure
-        The figure (7 x 5 inches).
+    matplotlib.figure.Figure or matplotlib.axes.Axes
+        Without ``ax``, the figure (7 x 5 inches); with ``ax``, that axes.
     """
     mr = analysis.get("meta_regression") or {}
     data = next((b for b in bubbles(analysis) if b["moderator"] == moderator), None)
@@ -48,11 +51,14 @@ def bubble_figure(analysis: dict, moderator: str):
     measure = str((analysis.get("pooled") or {}).get("measure") or settings.get("measure") or "")
     ratio = c.is_ratio(measure)
 
-    fig = c.new_figure(7.0, 5.0)
-    title = c.wrap(f"Meta-regression on {moderator}: " + str(settings.get("title") or analysis.get("analysis_id", "")),
-                   85, 2)  # fmt: skip
-    fig.text(0.02, 0.975, title, fontsize=9.5, fontweight="bold", va="top", ha="left")
-    ax = fig.add_axes((0.11, 0.27, 0.84, 0.6))
+    name = f"Meta-regression on {moderator}: " + str(settings.get("title") or analysis.get("analysis_id", ""))
+    if ax is None:
+        fig = c.new_figure(7.0, 5.0)
+        fig.text(0.02, 0.975, c.wrap(name, 85, 2), fontsize=9.5, fontweight="bold", va="top", ha="left")
+        ax = fig.add_axes((0.11, 0.27, 0.84, 0.6))
+    else:
+        fig = None
+        ax.set_title(c.wrap(name, 60, 2), fontsize=9, fontweight="bold", loc="left")
     x, y, w = data["x"], data["yi"], data["weights"]
     wmax = max(w) or 1.0
     for i, (xi, yi, wi) in enumerate(zip(x, y, w, strict=True)):
@@ -74,6 +80,8 @@ def bubble_figure(analysis: dict, moderator: str):
             ax.yaxis.set_minor_locator(NullLocator())
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    if fig is None:
+        return ax
 
     test = (f"F({mr.get('qm_df')}, {c.fmt(mr.get('qm_df2'), 0)}) = {c.fmt(mr.get('qm'))}"
             if c.isnum(mr.get("qm_df2")) else f"QM({mr.get('qm_df')}) = {c.fmt(mr.get('qm'))}")  # fmt: skip

@@ -101,6 +101,77 @@ def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100)
 
 
+class Canvas:
+    """Where a figure builder lays out its text, lines and plot panels, in inches of its natural size.
+
+    ``Canvas(width, height)`` is a new :class:`~matplotlib.figure.Figure` of that size (the pipeline's
+    figures): text and lines are placed with the figure's inch transform, panels with
+    :meth:`~matplotlib.figure.Figure.add_axes`, exactly as a builder drawing on a Figure would.
+
+    ``Canvas(width, height, ax=ax)`` draws the same layout into a user's :class:`~matplotlib.axes.Axes`:
+    the width x height inch box is stretched to fill the axes (its frame and ticks are switched off),
+    panels are inset axes of it, and font and marker sizes are multiplied by :attr:`scale`, the
+    smaller of (axes width / width, axes height / height), so that the text keeps its place in the
+    layout (a 10 x 5 inch layout in a 5 x 2.5 inch axes is drawn at half size). Give the axes the
+    aspect of the natural size (:attr:`size`) for an undistorted plot.
+    """
+
+    def __init__(self, width: float, height: float, ax=None):
+        self.width, self.height, self.ax = width, height, ax
+        if ax is None:
+            self.fig = new_figure(width, height)
+            self.transform = self.fig.dpi_scale_trans
+            self.scale = 1.0
+        else:
+            from matplotlib.transforms import Affine2D
+
+            self.fig = ax.figure
+            ax.set_axis_off()
+            self.transform = Affine2D().scale(1.0 / width, 1.0 / height) + ax.transAxes
+            fw, fh = self.fig.get_size_inches()
+            box = ax.get_position()
+            self.scale = min(box.width * fw / width, box.height * fh / height)
+
+    @property
+    def size(self) -> tuple[float, float]:
+        """The natural size (width, height) of the layout in inches."""
+        return self.width, self.height
+
+    def fontsize(self, size: float | None = None) -> float:
+        """A font size (points; default ``font.size``) at the canvas's scale."""
+        size = matplotlib.rcParams["font.size"] if size is None else size
+        return size * self.scale
+
+    def text(self, x: float, y: float, s: str, **kw):
+        """Text at (``x``, ``y``) inches from the bottom-left of the layout."""
+        if self.ax is None:
+            return self.fig.text(x, y, s, transform=self.transform, **kw)
+        kw["fontsize"] = self.fontsize(kw.get("fontsize"))
+        return self.ax.text(x, y, s, transform=self.transform, **kw)
+
+    def add_line(self, line):
+        """A :class:`~matplotlib.lines.Line2D` in inches of the layout (its transform: :attr:`transform`)."""
+        if not line.is_transform_set():
+            line.set_transform(self.transform)
+        if self.ax is None:
+            return self.fig.add_artist(line)
+        line.set_markersize(line.get_markersize() * self.scale)
+        line.set_clip_on(False)
+        return self.ax.add_artist(line)
+
+    def add_axes(self, rect: tuple[float, float, float, float]):
+        """A plot panel at ``rect`` = (left, bottom, width, height) in fractions of the layout."""
+        if self.ax is None:
+            return self.fig.add_axes(rect)
+        panel = self.ax.inset_axes(list(rect))
+        panel.tick_params(labelsize=self.fontsize(matplotlib.rcParams["xtick.labelsize"]))
+        return panel
+
+    def result(self):
+        """What the builder returns: the Figure it made, or the user's Axes it drew into."""
+        return self.fig if self.ax is None else self.ax
+
+
 def save_all(fig: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write ``fig`` as ``{stem}.png`` (200 dpi), ``{stem}.svg`` and ``{stem}.pdf``.
 

@@ -7,6 +7,8 @@ diamond and the prediction-interval bar) and the risk of bias as coloured dots. 
 the test for overall effect, the test for subgroup differences, "Favours" labels and footnotes.
 
 Every row has the same height, so the figure grows with the number of studies and nothing overlaps.
+The layout is in inches on a :class:`common.Canvas`: a new figure of that size (the pipeline), or a
+user's axes that the same layout fills (``forest_figure(analysis, ax=ax)``, ``MetaAnalysis.forest(ax=)``).
 Artists carry SVG ids (``study-square-{i}``, ``study-ci-{i}``, ``ci-arrow-{i}-{side}``, ``rob-{i}``,
 ``diamond-overall``, ``diamond-subgroup-{name}``, ``pi-bar``) so that tests and readers of the SVG can
 find them; ``i`` is the study's position in the plotted order.
@@ -105,9 +107,15 @@ class _Layout:
         return self.height - self.top - (row + 0.5) * ROW
 
 
-def _empty_figure(analysis: dict, message: str):
-    fig = c.new_figure(7.0, 1.6)
+def _empty_figure(analysis: dict, message: str, ax=None):
     title = c.wrap((analysis.get("settings") or {}).get("title") or analysis.get("analysis_id", ""), 80, 2)
+    if ax is not None:  # the same two lines, in the user's axes
+        ax.set_axis_off()
+        ax.text(0.03, 0.9, title, fontsize=10, fontweight="bold", va="top", ha="left", transform=ax.transAxes)
+        ax.text(0.5, 0.35, message, fontsize=10, ha="center", va="center", color=c.GREY, gid="no-data",
+                transform=ax.transAxes)  # fmt: skip
+        return ax
+    fig = c.new_figure(7.0, 1.6)
     fig.text(0.03, 0.9, title, fontsize=10, fontweight="bold", va="top", ha="left")
     fig.text(0.5, 0.35, message, fontsize=10, ha="center", va="center", color=c.GREY, gid="no-data")
     return fig
@@ -120,7 +128,7 @@ FOREST_MAX_STUDIES = 300
 
 
 @c.styled
-def forest_figure(analysis: dict, sort_by: str | None = "year"):
+def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
     """Forest plot of one analysis.
 
     Parameters
@@ -131,12 +139,16 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     sort_by : {"year", "author", "effect", "weight", "none"}, optional
         Order of the study rows (within each subgroup). Studies without the value go last.
         ``None`` or ``"none"`` keeps the order of ``analysis["studies"]``.
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes instead of a new figure: the whole layout (text columns, plot panel as an
+        inset axes, footnotes) fills it, with font and marker sizes scaled to it (:class:`common.Canvas`).
+        Give the axes the aspect of the figure drawn without ``ax`` (its ``get_size_inches()``).
 
     Returns
     -------
-    matplotlib.figure.Figure
-        The figure; its height grows with the number of rows (one row per study, up to
-        :data:`FOREST_MAX_STUDIES` studies; above, one summary line per group).
+    matplotlib.figure.Figure or matplotlib.axes.Axes
+        Without ``ax``, the figure; its height grows with the number of rows (one row per study, up to
+        :data:`FOREST_MAX_STUDIES` studies; above, one summary line per group). With ``ax``, that axes.
     """
     settings = analysis.get("settings") or {}
     pooled = analysis.get("pooled") or {}
@@ -146,7 +158,7 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     ratio = c.is_ratio(measure)
     k = int(pooled.get("k") or len(studies)) if studies else 0
     if not studies:
-        return _empty_figure(analysis, "No study with usable data")
+        return _empty_figure(analysis, "No study with usable data", ax)
     level = c.level_pct(analysis)
     single = k == 1 or str(pooled.get("method", "")).lower().startswith("single")
     random = not single and str(pooled.get("method", "")).upper() not in {"FE", "EE", "CE", "MH", "PETO"}
@@ -205,14 +217,14 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     lay = _Layout(top, n_plot_rows, bottom)
     doms = _rob_domain_labels(studies)  # RevMan-style D1 ... Dn + overall columns when domain data exist
     width = WIDTH + ROB_COL * len(doms)
-    fig = c.new_figure(width, lay.height)
-    inch = fig.dpi_scale_trans
+    cv = c.Canvas(width, lay.height, ax)  # a new figure, or the user's axes filled by the same layout
+    inch = cv.transform
     H = lay.height
 
     def text(x, y, s, **kw):
         kw.setdefault("fontsize", FS)
         kw.setdefault("va", "center")
-        return fig.text(x, y, s, transform=inch, **kw)
+        return cv.text(x, y, s, **kw)
 
     # ------------------------------------------------------------------ title and header
     text(LEFT, H - 0.12, title, fontsize=10, fontweight="bold", va="top")
@@ -242,13 +254,13 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
         text(X_ROB, y_h1, "Risk", ha="center", **head)
         text(X_ROB, y_h2, "of bias", ha="center", **head)
     for y in (y_h1 + 0.5 * ROW + 0.02, y_h2 - 0.5 * ROW - 0.02):
-        fig.add_artist(Line2D([LEFT, width - LEFT], [y, y], transform=inch, color="black", lw=0.6))
+        cv.add_line(Line2D([LEFT, width - LEFT], [y, y], transform=inch, color="black", lw=0.6))
 
     # ------------------------------------------------------------------ plot axes
     ax_top = H - top
     ax_h = n_plot_rows * ROW
-    ax = fig.add_axes((PLOT_X0 / width, (ax_top - ax_h) / H, PLOT_W / width, ax_h / H))
-    ax.set_ylim(n_plot_rows - 0.5, -0.5)
+    plot_ax = cv.add_axes((PLOT_X0 / width, (ax_top - ax_h) / H, PLOT_W / width, ax_h / H))
+    plot_ax.set_ylim(n_plot_rows - 0.5, -0.5)
     points = [s["yi"] for s in studies] + [pooled.get("estimate")]
     points += [g.get("estimate") for g in groups]
     bounds = [b for s in studies for b in (s.get("ci_low"), s.get("ci_high"))]
@@ -258,13 +270,13 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     if bayes:
         points.append(bayes.get("estimate"))
         bounds += [bayes.get("ci_low"), bayes.get("ci_high")]
-    xlim = c.effect_axis(ax, points, bounds, ratio)
+    xlim = c.effect_axis(plot_ax, points, bounds, ratio)
 
     def disp(v):
         return c.to_display(v, ratio)
 
     max_w = max((s.get("weight") or 0) for s in studies) or 1.0
-    max_side = 0.8 * ROW * 72
+    max_side = 0.8 * ROW * 72 * cv.scale
 
     def interval(y, lo, hi, gid, arrow_gid, **kw):
         """A horizontal interval clipped to the axis, with arrows where it runs off."""
@@ -273,12 +285,12 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
             return
         a2, b2 = max(a, xlim[0]), min(b, xlim[1])
         if a2 < b2:
-            ax.add_line(Line2D([a2, b2], [y, y], gid=gid, solid_capstyle="butt", **kw))
+            plot_ax.add_line(Line2D([a2, b2], [y, y], gid=gid, solid_capstyle="butt", **kw))
         color = kw.get("color", "black")
         if a < xlim[0]:
-            ax.plot([xlim[0]], [y], marker="<", ms=4.5, color=color, clip_on=False, gid=f"{arrow_gid}-left")
+            plot_ax.plot([xlim[0]], [y], marker="<", ms=4.5 * cv.scale, color=color, clip_on=False, gid=f"{arrow_gid}-left")
         if b > xlim[1]:
-            ax.plot([xlim[1]], [y], marker=">", ms=4.5, color=color, clip_on=False, gid=f"{arrow_gid}-right")
+            plot_ax.plot([xlim[1]], [y], marker=">", ms=4.5 * cv.scale, color=color, clip_on=False, gid=f"{arrow_gid}-right")
 
     def diamond(y, est, lo, hi, gid, color):
         e, a, b = disp(est), disp(lo), disp(hi)
@@ -287,11 +299,11 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
         h = 0.36
         poly = Polygon([(a, y), (e, y - h), (b, y), (e, y + h)], closed=True, facecolor=color,
                        edgecolor=color, lw=0.6, gid=gid, zorder=4)  # fmt: skip
-        ax.add_patch(poly)
+        plot_ax.add_patch(poly)
         if a < xlim[0]:
-            ax.plot([xlim[0]], [y], marker="<", ms=4.5, color=color, clip_on=False, gid=f"{gid}-arrow-left")
+            plot_ax.plot([xlim[0]], [y], marker="<", ms=4.5 * cv.scale, color=color, clip_on=False, gid=f"{gid}-arrow-left")
         if b > xlim[1]:
-            ax.plot([xlim[1]], [y], marker=">", ms=4.5, color=color, clip_on=False, gid=f"{gid}-arrow-right")
+            plot_ax.plot([xlim[1]], [y], marker=">", ms=4.5 * cv.scale, color=color, clip_on=False, gid=f"{gid}-arrow-right")
 
     digits = 2
     for r, row in enumerate(rows):
@@ -319,20 +331,20 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
             interval(r, s.get("ci_low"), s.get("ci_high"), f"study-ci-{i}", f"ci-arrow-{i}", color="black", lw=0.9)
             e = disp(s["yi"])
             if xlim[0] <= e <= xlim[1]:
-                side = max(max_side * ((w or 0) / max_w) ** 0.5, 2.5) if c.isnum(w) else 3.0
-                ax.plot([e], [r], marker="s", ms=side, color=c.SQUARE, mec=c.SQUARE, mew=0.3, ls="none",
+                side = max(max_side * ((w or 0) / max_w) ** 0.5, 2.5 * cv.scale) if c.isnum(w) else 3.0 * cv.scale
+                plot_ax.plot([e], [r], marker="s", ms=side, color=c.SQUARE, mec=c.SQUARE, mew=0.3, ls="none",
                         gid=f"study-square-{i}", zorder=3)  # fmt: skip
             else:
-                ax.plot([xlim[1] if e > xlim[1] else xlim[0]], [r], marker="s", ms=0.01, alpha=0,
+                plot_ax.plot([xlim[1] if e > xlim[1] else xlim[0]], [r], marker="s", ms=0.01, alpha=0,
                         gid=f"study-square-{i}", clip_on=False)  # fmt: skip
             rob = str(s.get("rob_overall") or "not_assessed")
             st = c.ROB_STYLE.get(rob, c.ROB_STYLE["not_assessed"])
-            fig.add_artist(Line2D([X_ROB + ROB_COL * len(doms)], [y_in], transform=inch, marker="o", ms=6.5, ls="none",
+            cv.add_line(Line2D([X_ROB + ROB_COL * len(doms)], [y_in], transform=inch, marker="o", ms=6.5, ls="none",
                                   mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
                                   gid=f"rob-{i}"))  # fmt: skip
             for j, dom in enumerate(((s.get("rob") or {}).get("domains") or [])[: len(doms)]):
                 sd = c.ROB_STYLE.get(dom["level"], c.ROB_STYLE["not_assessed"])
-                fig.add_artist(Line2D([X_ROB + ROB_COL * j], [y_in], transform=inch, marker="o", ms=5.5, ls="none",
+                cv.add_line(Line2D([X_ROB + ROB_COL * j], [y_in], transform=inch, marker="o", ms=5.5, ls="none",
                                       mfc=sd["color"] if sd["fill"] else "white", mec=sd["color"], mew=0.9,
                                       gid=f"rob-{i}-d{j + 1}"))  # fmt: skip
         elif kind == "subtotal":
@@ -391,13 +403,13 @@ def forest_figure(analysis: dict, sort_by: str | None = "year"):
     for x, lab in ((PLOT_X0 + PLOT_W * 0.25, left), (PLOT_X0 + PLOT_W * 0.75, right)):
         text(x, yf, c.wrap(lab, 21, 3), ha="center", va="top", fontsize=7, gid="favours-" + ("left" if x < PLOT_X0 + PLOT_W / 2 else "right"))  # fmt: skip
     y_sep = y_axis - max(len(stats_lines) * ROW + 0.1, below_axis) - 0.06
-    fig.add_artist(Line2D([LEFT, width - LEFT], [y_sep, y_sep], transform=inch, color="#999999", lw=0.4))
+    cv.add_line(Line2D([LEFT, width - LEFT], [y_sep, y_sep], transform=inch, color="#999999", lw=0.4))
     yb = y_sep - 0.06
     for note in foot:
         text(LEFT, yb, note, fontsize=SMALL, va="top", color="#333333")
         yb -= (note.count("\n") + 1) * 0.16
-    _rob_legend(fig, yb - 0.08)
-    return fig
+    _rob_legend(cv, yb - 0.08)
+    return cv.result()
 
 
 def _rob_domain_note(studies: list[dict]) -> list[str]:
@@ -519,15 +531,15 @@ def _footnotes(analysis, measure, studies, single, has_pi, level, random) -> lis
     return [c.wrap(n, 190, 3) for n in notes]
 
 
-def _rob_legend(fig, y: float) -> None:
-    inch = fig.dpi_scale_trans
+def _rob_legend(cv: c.Canvas, y: float) -> None:
+    inch = cv.transform
     x = LEFT
-    fig.text(x, y, "Risk of bias:", transform=inch, fontsize=SMALL, va="center")
+    cv.text(x, y, "Risk of bias:", fontsize=SMALL, va="center")
     x += 0.78
     for key in ("low", "some_concerns", "high", "not_assessed"):
         st = c.ROB_STYLE[key]
-        fig.add_artist(Line2D([x], [y], transform=inch, marker="o", ms=5.5, ls="none",
-                              mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
-                              gid=f"rob-legend-{key}"))  # fmt: skip
-        fig.text(x + 0.09, y, st["label"], transform=inch, fontsize=SMALL, va="center")
+        cv.add_line(Line2D([x], [y], transform=inch, marker="o", ms=5.5, ls="none",
+                           mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
+                           gid=f"rob-legend-{key}"))  # fmt: skip
+        cv.text(x + 0.09, y, st["label"], fontsize=SMALL, va="center")
         x += 0.2 + 0.058 * len(st["label"])

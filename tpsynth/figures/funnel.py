@@ -29,7 +29,7 @@ MANY_POINTS = 300
 
 
 @c.styled
-def funnel_figure(analysis: dict):
+def funnel_figure(analysis: dict, ax=None):
     """Contour-enhanced funnel plot of one analysis.
 
     Parameters
@@ -37,11 +37,16 @@ def funnel_figure(analysis: dict):
     analysis : dict
         The analysis result (``results/analyses/{analysis_id}.json``); uses ``studies`` (``yi``, ``vi``),
         ``pooled`` (``estimate``, ``measure``), ``small_study`` (Egger, trim-and-fill) and ``settings``.
+    ax : matplotlib.axes.Axes, optional
+        Draw the plot into this axes instead of a new figure: the same contours, points, lines, ticks and
+        axis labels, the title as the axes title and the legend inside it (upper right, where the funnel
+        is narrow). The caption under the pipeline's figure (Egger's test, trim-and-fill, the
+        fewer-than-10-studies note) is left out.
 
     Returns
     -------
-    matplotlib.figure.Figure
-        The figure (7 x 5 inches).
+    matplotlib.figure.Figure or matplotlib.axes.Axes
+        Without ``ax``, the figure (7 x 5 inches); with ``ax``, that axes.
     """
     settings = analysis.get("settings") or {}
     pooled = analysis.get("pooled") or {}
@@ -53,15 +58,23 @@ def funnel_figure(analysis: dict):
     studies = [s for s in (analysis.get("studies") or []) if c.isnum(s.get("yi")) and c.isnum(s.get("vi"))]
     k = len(studies)
 
-    fig = c.new_figure(7.0, 5.0)
-    title = c.wrap("Funnel plot: " + str(settings.get("title") or analysis.get("analysis_id", "")), 85, 2)
-    fig.text(0.02, 0.975, title, fontsize=9.5, fontweight="bold", va="top", ha="left")
+    name = "Funnel plot: " + str(settings.get("title") or analysis.get("analysis_id", ""))
+    if ax is None:
+        fig = c.new_figure(7.0, 5.0)
+        fig.text(0.02, 0.975, c.wrap(name, 85, 2), fontsize=9.5, fontweight="bold", va="top", ha="left")
+    else:
+        fig = None
+        ax.set_title(c.wrap(name, 60, 2), fontsize=9, fontweight="bold", loc="left")
     if k == 0:
-        fig.text(0.5, 0.5, "No study with usable data", fontsize=10, ha="center", va="center", color=c.GREY,
-                 gid="no-data")  # fmt: skip
-        return fig
+        where = {"transform": ax.transAxes} if fig is None else {}
+        (fig or ax).text(0.5, 0.5, "No study with usable data", fontsize=10, ha="center", va="center", color=c.GREY,
+                         gid="no-data", **where)  # fmt: skip
+        if fig is None:
+            ax.set_axis_off()
+        return fig or ax
 
-    ax = fig.add_axes((0.1, 0.25, 0.6, 0.62))
+    if fig is not None:
+        ax = fig.add_axes((0.1, 0.25, 0.6, 0.62))
     yi = [s["yi"] for s in studies]
     se = [math.sqrt(max(s["vi"], 0.0)) for s in studies]
     fyi = [v for v in (small.get("trimfill_filled_yi") or []) if c.isnum(v)]
@@ -150,6 +163,11 @@ def funnel_figure(analysis: dict):
     ]
     if filled:
         handles.append(Line2D([], [], marker="o", ls="none", mfc="white", mec=c.PI_COLOUR, label="Filled (trim-and-fill)"))
+    if fig is None:  # the user's axes: the legend inside it, where the inverted funnel is narrow
+        ax.legend(handles=handles, loc="upper right", frameon=True, framealpha=0.9, fontsize=6,
+                  title="Significance contours\n(two-sided, around the null)", title_fontsize=6,
+                  alignment="left")  # fmt: skip
+        return ax
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.72, 0.87), frameon=False, fontsize=7,
                title="Significance contours\n(two-sided, around the null)", title_fontsize=7,
                alignment="left")  # fmt: skip
