@@ -35,13 +35,27 @@ heterogeneity in meta-analyses of continuous outcome data. J Clin Epidemiol 2015
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import gammaln, log_ndtr, ndtr, ndtri, stdtr
+
+
+def _lazy(module: str, name: str):
+    """``module.name``, imported on first call: the Snakefile checks the priors of the config at parse time
+    (:func:`tpsynth.config.validate_config`), which must not pay ~0.5 s for importing scipy."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+brentq = _lazy("scipy.optimize", "brentq")
+gammaln, log_ndtr, ndtr, ndtri, stdtr = (_lazy("scipy.special", n) for n in ("gammaln", "log_ndtr", "ndtr", "ndtri", "stdtr"))
 
 # ---------------------------------------------------------------------------------------------
 # priors

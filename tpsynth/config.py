@@ -96,11 +96,29 @@ def _check_duplicate_keys(root: yaml.Node, where: str) -> None:
             stack.extend(node.value)
 
 
+#: libyaml's scanner and parser when PyYAML was built with it (~10x faster: the Snakefile reads the config at
+#: every start, so this is part of every run, the "nothing to do" rerun included); the constructor is the same.
+FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_config_text(text: str, where: str = "config/config.yaml") -> dict:
-    """Parse config text as plain data (see the module docstring); raise :class:`ConfigError`."""
+    """Parse config text as plain data (see the module docstring); raise :class:`ConfigError`.
+
+    Parsed with libyaml when available; text it rejects is parsed again with PyYAML's pure-Python loader,
+    so that the error (and its line) is always PyYAML's own wording.
+    """
+    if FAST_LOADER is not yaml.SafeLoader:
+        try:
+            return _parse_config_text(text, where, FAST_LOADER)
+        except ConfigError:
+            pass
+    return _parse_config_text(text, where, yaml.SafeLoader)
+
+
+def _parse_config_text(text: str, where: str, loader_class) -> dict:
     try:
         n_docs = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=loader_class):
             tag = getattr(event, "tag", None)
             if tag is not None and tag != "!":
                 tag = tag.replace("tag:yaml.org,2002:", "!!")
@@ -112,7 +130,7 @@ def parse_config_text(text: str, where: str = "config/config.yaml") -> dict:
                 n_docs += 1
                 if n_docs > 1:
                     raise ConfigError(f"{where}:{_line(event)}: more than one YAML document ('---'); write one")
-        loader = yaml.SafeLoader(text)
+        loader = loader_class(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -185,7 +203,7 @@ def _apply_defaults(schema: dict, instance: dict) -> None:
 
 
 def _schema() -> dict:
-    return yaml.safe_load((SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8"))
+    return yaml.load((SCHEMA_DIR / "config.schema.yaml").read_text(encoding="utf-8"), Loader=FAST_LOADER)
 
 
 def _key_path(parts) -> str:

@@ -58,7 +58,7 @@ class SheetSpec:
 def sheet_spec(name: str, schema_dir: str | None = None) -> SheetSpec:
     """Load the column specification of sheet ``name`` from its JSON schema."""
     path = Path(schema_dir) if schema_dir else SCHEMA_DIR
-    schema = yaml.safe_load((path / f"{name}.schema.yaml").read_text(encoding="utf-8"))
+    schema = yaml.load((path / f"{name}.schema.yaml").read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     required = set(schema.get("required", []))
     columns = {}
     for col, prop in schema["properties"].items():
