@@ -1,5 +1,9 @@
 """Snakemake script: run one configured analysis on its evidence slice and write its JSON result."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 
 from tpsynth.pipeline import job_log, run_one_analysis

@@ -1,5 +1,9 @@
 """Snakemake script: the meta-regression bubble plots of one analysis (PNG, SVG and PDF per continuous moderator)."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 from pathlib import Path
 
 from tpsynth.pipeline import job_log

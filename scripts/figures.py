@@ -1,5 +1,9 @@
 """Snakemake script: the forest and funnel plots of one analysis (PNG, SVG and PDF each)."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 import time
 

@@ -1,5 +1,9 @@
 """Snakemake script: the graph, forest plot and league table of one network (PNG, SVG and PDF each)."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 
 from tpsynth.pipeline import job_log

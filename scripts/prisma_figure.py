@@ -1,5 +1,9 @@
 """Snakemake script: the PRISMA 2020 flow diagram (PNG, SVG and PDF)."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 
 from tpsynth.pipeline import job_log

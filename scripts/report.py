@@ -1,5 +1,9 @@
 """Snakemake script: render results/report.html from the evidence, analyses, tables and figures."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import os
 from pathlib import Path
 

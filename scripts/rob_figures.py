@@ -1,5 +1,9 @@
 """Snakemake script: risk-of-bias traffic-light and summary plots (PNG, SVG and PDF each)."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 from pathlib import Path
 

@@ -1,5 +1,9 @@
 """Snakemake script: the summary figure of every analysis (PNG, SVG and PDF)."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 
 from tpsynth.figures.common import save_all
