@@ -3,7 +3,9 @@
 Prints, on this machine:
   * the import reference: one Python process importing pandas, scipy.stats, statsmodels.api and
     matplotlib.pyplot (median of 3);
-  * a cold run (fresh working directory, nothing computed) of ``snakemake --cores 2``;
+  * a cold run (fresh working directory, nothing computed) of ``snakemake --cores 2``, and one without the
+    pre-imported worker (``TPSYNTH_WORKER=0``: every job imports what it needs in its own process), with the
+    CPU seconds of the whole run (Snakemake, its jobs and the worker);
   * a rerun with nothing changed;
   * a rerun after editing one study (which jobs rerun, and the time);
 and the ratios to the import reference, measured side by side (before and after the runs, on the same
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,10 +34,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(cmd, cwd=None) -> tuple[float, subprocess.CompletedProcess]:
+def timed(cmd, cwd=None, env=None) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     return time.perf_counter() - t0, proc
+
+
+def children_cpu() -> float:
+    """CPU seconds of every finished (and waited-for) descendant of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def load() -> str:
+    return open("/proc/loadavg").read().split()[0] if Path("/proc/loadavg").exists() else "?"
 
 
 def import_reference(repeats: int = 3) -> float:
@@ -48,9 +62,15 @@ def make_workdir(source: Path) -> Path:
     return wd
 
 
-def snakemake(wd: Path, *extra: str):
+def snakemake(wd: Path, *extra: str, worker: bool = True):
+    """(wall seconds, process, CPU seconds of Snakemake, its jobs and the worker)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--cores", "2", *extra]
-    return timed(cmd)
+    env = {k: v for k, v in os.environ.items() if k != "TPSYNTH_WORKER"}
+    if not worker:
+        env["TPSYNTH_WORKER"] = "0"
+    cpu0 = children_cpu()
+    wall, proc = timed(cmd, env=env)
+    return wall, proc, children_cpu() - cpu0
 
 
 def jobs_run(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -128,32 +148,47 @@ def main() -> int:
     args = ap.parse_args()
     ref_before = import_reference()
     wd = make_workdir(args.workdir_source)
+    wd0 = make_workdir(args.workdir_source)
     try:
-        cold, proc = snakemake(wd)
+        load_cold = load()
+        cold, proc, cold_cpu = snakemake(wd)
         if proc.returncode != 0:
             print(proc.stderr[-4000:], file=sys.stderr)
             return 1
         cold_jobs = jobs_run(proc)
         by_rule = cpu_by_rule(wd)
         report_kb = (wd / "results" / "report.html").stat().st_size / 1024
+        load_cold0 = load()
+        cold0, proc0, cold0_cpu = snakemake(wd0, worker=False)  # every job in its own process, as before
+        if proc0.returncode != 0:
+            print(proc0.stderr[-4000:], file=sys.stderr)
+            return 1
         figures = figure_costs(wd)
-        rerun, proc2 = snakemake(wd)
+        load_rerun = load()
+        rerun, proc2, _ = snakemake(wd)
         nothing = "Nothing to be done" in proc2.stdout + proc2.stderr
         study = edit_one_study(wd)
-        edit_t, proc3 = snakemake(wd)
+        load_edit = load()
+        edit_t, proc3, _ = snakemake(wd)
         edit_jobs = jobs_run(proc3)
     finally:
         shutil.rmtree(wd, ignore_errors=True)
+        shutil.rmtree(wd0, ignore_errors=True)
     ref_after = import_reference()
     ref = statistics.median([ref_before, ref_after])
     print(f"import reference (pandas, scipy.stats, statsmodels.api, matplotlib.pyplot): {ref:.2f} s "
-          f"(before {ref_before:.2f}, after {ref_after:.2f})")  # fmt: skip
-    print(f"cold run:   {cold:6.2f} s  = {cold / ref:4.2f} x import (target <= 4)   jobs: {cold_jobs}")
-    print(f"rerun:      {rerun:6.2f} s  = {rerun / ref:4.2f} x import (target <= 1)   nothing to do: {nothing}")
-    print(f"edit {study}: {edit_t:6.2f} s  = {edit_t / ref:4.2f} x import              jobs: {edit_jobs}")
+          f"(before {ref_before:.2f}, after {ref_after:.2f}); load average (1 min) before each run in []")  # fmt: skip
+    print(f"cold run:   {cold:6.2f} s  = {cold / ref:4.2f} x import (target <= 4)  [{load_cold}]  "
+          f"CPU {cold_cpu:.1f} s   jobs: {cold_jobs}")  # fmt: skip
+    print(f"  without the worker (TPSYNTH_WORKER=0): {cold0:6.2f} s  = {cold0 / ref:4.2f} x  [{load_cold0}]  "
+          f"CPU {cold0_cpu:.1f} s")  # fmt: skip
+    print(f"rerun:      {rerun:6.2f} s  = {rerun / ref:4.2f} x import (target <= 1)  [{load_rerun}]  nothing to do: {nothing}")
+    print(f"edit {study}: {edit_t:6.2f} s  = {edit_t / ref:4.2f} x import  [{load_edit}]  jobs: {edit_jobs}")
     print(f"report: {report_kb:.0f} kB")
     total = sum(c for _, c, _ in by_rule.values())
-    print(f"CPU inside the jobs of the cold run, by rule ({total:.1f} s in all; each job's whole process, Snakemake's own not included):")
+    print(f"CPU inside the jobs of the cold run, by rule ({total:.1f} s in all; each job's own process, forked "
+          "from the worker when it ran there, so its imports are not counted; Snakemake's own and the worker's "
+          "imports are in the CPU of the whole run above):")  # fmt: skip
     for rule, (n, cpu, wall) in by_rule.items():
         print(f"  {rule:<18} {n:3d} jobs  {cpu:6.2f} s CPU  {wall:6.2f} s wall  ({cpu / total:5.1%})")
     print("figures of every analysis (forest + funnel) in one process:")
