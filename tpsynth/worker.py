@@ -225,8 +225,11 @@ def _run_job(conn: socket.socket, request: dict, fds: list[int]) -> None:
         if done:
             break
     code = os.waitstatus_to_exitcode(status)
-    print(f"{Path(request['script']).name} in {request['cwd']}: pid {pid}, exit {code}, "
-          f"{usage.ru_utime + usage.ru_stime:.2f} s CPU", file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        print(f"{Path(request['script']).name} in {request['cwd']}: pid {pid}, exit {code}, "
+              f"{usage.ru_utime + usage.ru_stime:.2f} s CPU", file=sys.stderr, flush=True)  # fmt: skip
+    except OSError:  # the worker's log is only a record (e.g. a full disk): the job's status still goes back
+        pass
     try:
         _send(conn, {"exit": code})
     except OSError:
@@ -284,11 +287,18 @@ def serve(sock_path: str, parent: int) -> None:
             children.add(pid)
     finally:
         listener.close()
-        for pid in children:  # stopped at the end of the run: the jobs are done
+        if os.getppid() != parent:  # Snakemake was killed: nobody else will remove the socket
+            Path(sock_path).unlink(missing_ok=True)
             try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
+                Path(sock_path).parent.rmdir()
+            except OSError:
                 pass
+        else:  # stopped at the end of the run: the jobs are done (their CPU then counts in the run's)
+            for pid in children:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
 
 
 # ------------------------------------------------------------------------------------ Snakefile side
@@ -319,15 +329,24 @@ class Worker:
 def start(log_path: str | None = None) -> Worker | None:
     """Start a worker for this process's jobs and point them to it (environment variable :data:`ENV`).
 
-    Returns None (no worker) when ``TPSYNTH_WORKER=0`` or inside a SLURM job.
+    Returns None (no worker; the jobs run in their own processes) when ``TPSYNTH_WORKER=0``, inside a
+    SLURM job, or when it cannot be started (e.g. a full disk).
     """
     if os.environ.get(ENV) == "0" or os.environ.get("SLURM_JOB_ID"):
         return None
-    directory = tempfile.mkdtemp(prefix="tpsynth-worker-")  # mode 0700: only this user can connect
-    sock_path = os.path.join(directory, "socket")
+    try:
+        return _start(log_path)
+    except OSError as err:
+        print(f"tpsynth worker not started ({err}); every job imports what it needs itself", file=sys.stderr)
+        return None
+
+
+def _start(log_path: str | None) -> Worker | None:
     if log_path:  # one line per job (appended by each job's supervisor), and any import failure
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         Path(log_path).write_text("", encoding="utf-8")
+    directory = tempfile.mkdtemp(prefix="tpsynth-worker-")  # mode 0700: only this user can connect
+    sock_path = os.path.join(directory, "socket")
     err = open(log_path, "a", encoding="utf-8") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "tpsynth.worker", sock_path, str(os.getpid())],
