@@ -55,29 +55,6 @@ scattergather:
     corpus=int((config.get("corpus") or {}).get("shards", 1)),
 
 
-# Script jobs that run on this machine are forked from one worker process that has imported the package and
-# the scientific stack once, instead of each importing them anew (tpsynth/worker.py; TPSYNTH_WORKER=0 turns
-# it off). Cluster runs do not start it. It stops with the run.
-_WORKER = []
-
-
-onstart:
-    if workflow.local_exec:
-        from tpsynth import worker
-
-        _WORKER.append(worker.start(".snakemake/tpsynth-worker.log"))
-
-
-onsuccess:
-    for _w in filter(None, _WORKER):
-        _w.stop()
-
-
-onerror:
-    for _w in filter(None, _WORKER):
-        _w.stop()
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analysis.smk"

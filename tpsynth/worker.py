@@ -366,3 +366,5 @@ def _start(log_path: str | None) -> Worker | None:
 
 if __name__ == "__main__":
     serve(sys.argv[1], int(sys.argv[2]))
+    sys.stderr.flush()
+    os._exit(0)  # no interpreter teardown of everything imported: the run waits for this process to end

@@ -1,4 +1,6 @@
 # Shared helpers for the rules.
+import threading
+
 EVIDENCE = "data/processed/evidence.json"
 SLICE_DIR = "data/processed/slices"
 NETWORK_SLICE_DIR = "data/processed/slices/networks"
@@ -30,3 +32,35 @@ def after_ingest(pattern, **expand_kw):
         return expand(pattern, **expand_kw) if expand_kw else pattern.format(**wildcards)
 
     return inputs
+
+
+# The run's start and end. Script jobs that run on this machine are forked from one worker process that
+# has imported the package and the scientific stack once, instead of each importing them anew
+# (tpsynth/worker.py; TPSYNTH_WORKER=0 turns it off). Cluster runs do not start it. It stops with the run.
+_WORKER = []
+
+
+onstart:
+    if workflow.local_exec:
+        from tpsynth import worker
+
+        _WORKER.append(worker.start(".snakemake/tpsynth-worker.log"))
+
+
+def _end_of_run():
+    for w in filter(None, _WORKER):
+        w.stop()
+    # Snakemake's job-rate limiter (--max-jobs-per-timespan, default 100/1s) leaves a re-evaluation timer
+    # of up to 1 s after its last scheduling round, a non-daemon thread Python waits for before exiting.
+    # The run is over: nothing waits for that re-evaluation, so cancel it instead of waiting (~0.5 s a run).
+    for t in threading.enumerate():
+        if isinstance(t, threading.Timer):
+            t.cancel()
+
+
+onsuccess:
+    _end_of_run()
+
+
+onerror:
+    _end_of_run()
