@@ -90,8 +90,9 @@ def cpu_by_rule(wd: Path) -> dict[str, tuple[int, float, float]]:
         m = re.search(r"^job: ([\d.]+) s CPU, ([\d.]+) s wall", log.read_text(errors="replace"), flags=re.M)
         if m:
             rule = log.relative_to(wd / "logs").parts[0].removesuffix(".log")
-            if rule == "figures" and log.stem == "summary":
-                rule = "summary_figure"
+            if rule == "figures":  # logs/figures/{summary,prisma,rob,bubble_ID}.log
+                rule = {"summary": "summary_figure", "prisma": "prisma_figure", "rob": "rob_figures"}.get(
+                    log.stem, "bubble")
             acc = out.setdefault(rule, [0, 0.0, 0.0])
             acc[0] += 1
             acc[1] += float(m.group(1))

@@ -1,14 +1,34 @@
 # One job per configured analysis, reading only its evidence slice (written by ingest only when the rows
 # and settings it carries change), so editing one study reruns only the analyses that read it, and the
-# files alone, not Snakemake's metadata, decide what reruns. The computing code is an input too.
+# files alone, not Snakemake's metadata, decide what reruns. The same job draws the analysis's forest and
+# funnel plots (PNG for Snakemake's report and users' slides, SVG for the HTML report, PDF for journals):
+# they depend on that result alone, and one job instead of two per analysis saves a process start and a
+# scheduling round each (README, Performance). The computing and the plotting code are inputs too.
 
 
 rule analyse:
     input:
         evidence=analysis_evidence,
         code=package_files(),
+        figure_code=package_files("figures"),
     output:
         json="results/analyses/{analysis_id}.json",
+        forest_png=report(
+            "results/figures/forest_{analysis_id}.png",
+            caption="../report/forest.rst",
+            category="Forest plots",
+            subcategory="{analysis_id}",
+        ),
+        forest_svg="results/figures/forest_{analysis_id}.svg",
+        forest_pdf="results/figures/forest_{analysis_id}.pdf",
+        funnel_png=report(
+            "results/figures/funnel_{analysis_id}.png",
+            caption="../report/funnel.rst",
+            category="Funnel plots",
+            subcategory="{analysis_id}",
+        ),
+        funnel_svg="results/figures/funnel_{analysis_id}.svg",
+        funnel_pdf="results/figures/funnel_{analysis_id}.pdf",
     conda:
         "../envs/tpsynth.yaml"
     log:

@@ -1,39 +1,8 @@
-# Figures: one job per analysis writes its forest and funnel plots (PNG for the report, SVG and PDF for
-# journals); one job writes the summary figure of all analyses. Inputs include the figure modules so
-# that a change to the plotting code redraws the figures.
+# Figures of several analyses, or drawn apart from their analysis: the summary figure of all analyses and
+# the bubble plots of meta-regressions (each analysis's forest and funnel plots are drawn by its analyse
+# job, analysis.smk). Inputs include the figure modules so that a change to the plotting code redraws them.
 
 FIGURE_CODE = package_files("figures")
-
-
-rule figures:
-    input:
-        json=after_ingest("results/analyses/{analysis_id}.json"),
-        code=FIGURE_CODE,
-    output:
-        forest_png=report(
-            "results/figures/forest_{analysis_id}.png",
-            caption="../report/forest.rst",
-            category="Forest plots",
-            subcategory="{analysis_id}",
-        ),
-        forest_svg="results/figures/forest_{analysis_id}.svg",
-        forest_pdf="results/figures/forest_{analysis_id}.pdf",
-        funnel_png=report(
-            "results/figures/funnel_{analysis_id}.png",
-            caption="../report/funnel.rst",
-            category="Funnel plots",
-            subcategory="{analysis_id}",
-        ),
-        funnel_svg="results/figures/funnel_{analysis_id}.svg",
-        funnel_pdf="results/figures/funnel_{analysis_id}.pdf",
-    conda:
-        "../envs/tpsynth.yaml"
-    log:
-        "logs/figures/{analysis_id}.log",
-    wildcard_constraints:
-        analysis_id="[A-Za-z0-9_.-]+",
-    script:
-        "../../scripts/figures.py"
 
 
 rule summary_figure:

@@ -1,7 +1,7 @@
-# Network meta-analyses (config networks:): one job per network writes its JSON result; one job the
-# three result tables; one job per network its graph, forest plot and league table. A network reads its
-# evidence slice (every row, since its nodes may pool any code, and the config it uses; written by ingest
-# only when its content changes) and the package code.
+# Network meta-analyses (config networks:): one job per network writes its JSON result and draws its graph,
+# forest plot and league table from it (one job, not two: README, Performance); one job the three result
+# tables. A network reads its evidence slice (every row, since its nodes may pool any code, and the config
+# it uses; written by ingest only when its content changes) and the package code.
 
 NETWORKS = sorted(config.get("networks") or {})
 
@@ -10,38 +10,9 @@ rule network:
     input:
         evidence=network_evidence,
         code=package_files(),
+        figure_code=package_files("figures"),
     output:
         json="results/networks/{network_id}.json",
-    conda:
-        "../envs/tpsynth.yaml"
-    log:
-        "logs/network/{network_id}.log",
-    wildcard_constraints:
-        network_id="[A-Za-z0-9_.-]+",
-    script:
-        "../../scripts/network.py"
-
-
-rule network_tables:
-    input:
-        networks=after_ingest("results/networks/{network_id}.json", network_id=NETWORKS),
-    output:
-        estimates="results/network_estimates.csv",
-        fit="results/network_fit.csv",
-        ranks="results/network_ranks.csv",
-    conda:
-        "../envs/tpsynth.yaml"
-    log:
-        "logs/network_tables.log",
-    script:
-        "../../scripts/network_tables.py"
-
-
-rule network_figures:
-    input:
-        json=after_ingest("results/networks/{network_id}.json"),
-        code=package_files("figures"),
-    output:
         graph_png=report(
             "results/figures/network_graph_{network_id}.png",
             caption="../report/network_graph.rst",
@@ -69,8 +40,23 @@ rule network_figures:
     conda:
         "../envs/tpsynth.yaml"
     log:
-        "logs/network_figures/{network_id}.log",
+        "logs/network/{network_id}.log",
     wildcard_constraints:
         network_id="[A-Za-z0-9_.-]+",
     script:
-        "../../scripts/network_figures.py"
+        "../../scripts/network.py"
+
+
+rule network_tables:
+    input:
+        networks=after_ingest("results/networks/{network_id}.json", network_id=NETWORKS),
+    output:
+        estimates="results/network_estimates.csv",
+        fit="results/network_fit.csv",
+        ranks="results/network_ranks.csv",
+    conda:
+        "../envs/tpsynth.yaml"
+    log:
+        "logs/network_tables.log",
+    script:
+        "../../scripts/network_tables.py"
