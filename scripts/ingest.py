@@ -1,5 +1,9 @@
 """Snakemake script: validate the sheets once; write evidence.json, arms.csv and the changed evidence slices."""
 
+from tpsynth.worker import hand_over
+
+hand_over(globals())  # run in the pre-imported worker when one is running (tpsynth/worker.py)
+
 import sys
 
 from tpsynth.pipeline import job_log, run_ingest

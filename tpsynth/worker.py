@@ -33,6 +33,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -52,10 +53,11 @@ PRELOAD = (
     "snakemake.script",
     "snakemake.logging",
     "snakemake.iocontainers",
+    "tpsynth.pipeline",  # ingest first: it runs while the rest is imported
+    "tpsynth.harmonise",
     "numpy",
     "scipy.optimize",
     "scipy.special",
-    "tpsynth.pipeline",
     "tpsynth.analysis",
     "tpsynth.bayes",
     "tpsynth.network_analysis",
@@ -249,42 +251,54 @@ def _supervise(conn: socket.socket) -> None:
         pass
 
 
+def _take(listener: socket.socket, children: set[int], timeout: float | None) -> bool:
+    """Accept one connection (waiting up to ``timeout`` seconds; 0: only one already waiting) and fork its
+    supervisor; False when none came."""
+    listener.settimeout(timeout)
+    try:
+        conn, _ = listener.accept()
+    except (TimeoutError, BlockingIOError):
+        return False
+    conn.settimeout(None)
+    pid = os.fork()
+    if pid == 0:
+        listener.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            _supervise(conn)
+        finally:
+            os._exit(0)
+    conn.close()
+    children.add(pid)
+    return True
+
+
 def serve(sock_path: str, parent: int) -> None:
-    """Listen on ``sock_path`` (bound before the imports, so jobs can queue meanwhile), import
-    :data:`PRELOAD`, then fork a supervisor per connection until ``parent`` (Snakemake) is gone or SIGTERM."""
+    """Listen on ``sock_path``, import :data:`PRELOAD`, and fork a supervisor per connection until
+    ``parent`` (Snakemake) is gone or SIGTERM.
+
+    The socket is bound first, and jobs that connect while the imports go on are taken between two
+    imports (in :data:`PRELOAD`'s order, what the first jobs need first), so no job waits for all of them.
+    """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
     listener.listen(64)
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:  # a job needing it will import it (and fail) itself
-            print(f"tpsynth worker: {name}: {err}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    listener.settimeout(0.5)
     children: set[int] = set()
     try:
+        for name in PRELOAD:
+            while _take(listener, children, 0):
+                pass
+            try:
+                importlib.import_module(name)
+            except ImportError as err:  # a job needing it will import it (and fail) itself
+                print(f"tpsynth worker: {name}: {err}", file=sys.stderr)
         while True:
             for pid in list(children):  # reap finished supervisors (their CPU then counts in ours)
                 if os.waitpid(pid, os.WNOHANG)[0]:
                     children.discard(pid)
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                if os.getppid() != parent:
-                    return
-                continue
-            conn.settimeout(None)
-            pid = os.fork()
-            if pid == 0:
-                listener.close()
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                try:
-                    _supervise(conn)
-                finally:
-                    os._exit(0)
-            conn.close()
-            children.add(pid)
+            if not _take(listener, children, 0.5) and os.getppid() != parent:
+                return
     finally:
         listener.close()
         if os.getppid() != parent:  # Snakemake was killed: nobody else will remove the socket
@@ -299,6 +313,12 @@ def serve(sock_path: str, parent: int) -> None:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            try:
+                print(f"worker: {own.ru_utime + own.ru_stime:.2f} s CPU of its own (imports)", file=sys.stderr,
+                      flush=True)  # fmt: skip
+            except OSError:
+                pass
 
 
 # ------------------------------------------------------------------------------------ Snakefile side
@@ -326,22 +346,23 @@ class Worker:
         Path(self.directory).rmdir()
 
 
-def start(log_path: str | None = None) -> Worker | None:
+def start(log_path: str | None = None, wait: bool = True) -> Worker | None:
     """Start a worker for this process's jobs and point them to it (environment variable :data:`ENV`).
 
-    Returns None (no worker; the jobs run in their own processes) when ``TPSYNTH_WORKER=0``, inside a
-    SLURM job, or when it cannot be started (e.g. a full disk).
+    With ``wait=False`` it returns at once: a job that connects before the worker listens (tens of
+    milliseconds) runs in its own process. Returns None (no worker; the jobs run in their own processes)
+    when ``TPSYNTH_WORKER=0``, inside a SLURM job, or when it cannot be started (e.g. a full disk).
     """
     if os.environ.get(ENV) == "0" or os.environ.get("SLURM_JOB_ID"):
         return None
     try:
-        return _start(log_path)
+        return _start(log_path, wait)
     except OSError as err:
         print(f"tpsynth worker not started ({err}); every job imports what it needs itself", file=sys.stderr)
         return None
 
 
-def _start(log_path: str | None) -> Worker | None:
+def _start(log_path: str | None, wait: bool) -> Worker | None:
     if log_path:  # one line per job (appended by each job's supervisor), and any import failure
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         Path(log_path).write_text("", encoding="utf-8")
@@ -355,7 +376,7 @@ def _start(log_path: str | None) -> Worker | None:
     if err is not subprocess.DEVNULL:
         err.close()
     deadline = time.monotonic() + 10
-    while not os.path.exists(sock_path):  # bound within milliseconds; the imports come after
+    while wait and not os.path.exists(sock_path):  # bound within milliseconds; the imports come after
         if proc.poll() is not None or time.monotonic() > deadline:
             Worker(proc, directory).stop()
             return None

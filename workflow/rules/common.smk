@@ -44,7 +44,7 @@ onstart:
     if workflow.local_exec:
         from tpsynth import worker
 
-        _WORKER.append(worker.start(".snakemake/tpsynth-worker.log"))
+        _WORKER.append(worker.start(".snakemake/tpsynth-worker.log", wait=False))
 
 
 def _end_of_run():
