@@ -273,3 +273,20 @@ def test_bad_input():
         bayes.posterior([0.1], [0.01], bayes.TauPrior("half_normal", (0.5,)))
     with pytest.raises(ValueError):
         bayes.posterior([0.1, 0.2], [0.01, 0.0], bayes.TauPrior("half_normal", (0.5,)))
+
+
+def test_posterior_in_node_blocks_equals_one_block(monkeypatch):
+    """_cond takes the tau nodes in blocks when studies x nodes are many (memory bounded at k = 100,000):
+    every reported number, per-study summaries included, agrees with the one-block computation to 1e-9."""
+    rng = np.random.default_rng(7)
+    y, v = rng.normal(-0.3, 0.5, 300), rng.uniform(0.02, 0.4, 300)
+    prior = bayes.parse_tau_prior("half_normal(0.5)")
+    one = bayes.summarise(bayes.posterior(y, v, prior), benefit="lower", mid=0.2)
+    monkeypatch.setattr(bayes, "COND_BLOCK", 1000)  # 3 nodes per block
+    blocked = bayes.summarise(bayes.posterior(y, v, prior), benefit="lower", mid=0.2)
+    scale = (one.ci_high - one.ci_low) / 4
+    for key in [*KEYS, "prob_benefit", "prob_important_benefit"]:
+        assert _close(getattr(blocked, key), getattr(one, key), 1e-9, scale), key
+    for s, t in zip(blocked.studies, one.studies, strict=True):
+        for key in ("median", "mean", "sd", "ci_low", "ci_high"):
+            assert _close(s[key], t[key], 1e-9, scale), key

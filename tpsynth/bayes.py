@@ -343,11 +343,27 @@ def _bisect_quantile(cdf, q: float, start: float) -> float:
     return brentq(lambda t: cdf(t) - q, lo, hi, xtol=1e-15, rtol=1e-13, maxiter=500)
 
 
+#: Largest studies x tau-nodes block :func:`_cond` works on at once (~16 MB per array): with k = 100,000
+#: studies and ~2,400 nodes one block would need ~2 GB per temporary array.
+COND_BLOCK = 2_000_000
+
+
 def _cond(y: np.ndarray, v: np.ndarray, tau2: np.ndarray, mu_prior: MuPrior):
     """Conditional posterior moments of mu given tau², and log marginal likelihood of tau (up to a constant).
 
-    Columns of ``tau2`` (shape (m,)) broadcast against studies (rows).
+    Columns of ``tau2`` (shape (m,)) broadcast against studies (rows). When studies x nodes exceed
+    :data:`COND_BLOCK` the nodes are taken in blocks (memory bounded; the sums over studies then agree
+    with one block to rounding); below it, as for every analysis of the shipped data, in
+    one block.
     """
+    step = max(1, COND_BLOCK // max(1, len(y)))
+    if len(tau2) > step:
+        parts = [_cond_block(y, v, tau2[i : i + step], mu_prior) for i in range(0, len(tau2), step)]
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+    return _cond_block(y, v, tau2, mu_prior)
+
+
+def _cond_block(y: np.ndarray, v: np.ndarray, tau2: np.ndarray, mu_prior: MuPrior):
     var = v[:, None] + tau2[None, :]
     w = 1.0 / var
     sw = w.sum(axis=0)
