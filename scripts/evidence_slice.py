@@ -5,7 +5,7 @@ from pathlib import Path
 from tpsynth.pipeline import job_log, read_evidence, write_network_slices, write_slices
 
 with job_log(snakemake.log[0]):
-    evidence = read_evidence(snakemake.input[0])
+    evidence = read_evidence(snakemake.input[0], tables=("studies", "outcomes", "contrasts", "arms", "risk_of_bias"))
     out_dir = Path(snakemake.output[0]).parent
     wc = snakemake.wildcards
     if "network_id" in wc.keys():

@@ -14,7 +14,7 @@ with job_log(snakemake.log[0]):
     from tpsynth.pipeline import read_evidence
     from tpsynth.prisma import Flow
 
-    flow = Flow(**read_evidence(snakemake.input.evidence)["prisma"])  # derived and checked at ingest
+    flow = Flow(**read_evidence(snakemake.input.evidence, tables=())["prisma"])  # derived and checked at ingest
     written = save_all(prisma_figure(flow, "PRISMA 2020 flow diagram"), snakemake.output.png[: -len(".png")])
     included = flow.counts.get("total_studies") or flow.counts.get("new_studies")
     print(f"{len(written)} files written; included studies: {included}", file=sys.stderr)

@@ -14,7 +14,7 @@ with job_log(snakemake.log[0]):
     from tpsynth.pipeline import read_evidence
     from tpsynth.tables import read_json
 
-    ev = read_evidence(snakemake.input.evidence)  # the checked risk_of_bias.csv rows and the studies
+    ev = read_evidence(snakemake.input.evidence, tables=("studies", "risk_of_bias"))  # checked rows and the studies
     analyses = [read_json(p) for p in snakemake.input.analyses]
     out = snakemake.output
     ids = snakemake.params.analysis_ids

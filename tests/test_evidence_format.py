@@ -55,6 +55,9 @@ def test_unchanged_slice_is_not_rewritten(ingested):
     assert pipeline.write_slices(config, ev, "data/processed/slices") == []
     assert path.stat().st_mtime == 1
     row = next(r for r in ev["outcomes"] if r["outcome"] == config["analyses"]["pain_md"]["outcome"])
+    row["notes"] = "text that reaches no arm"  # the outcome rows are not in the slices
+    assert pipeline.write_slices(config, ev, "data/processed/slices") == []
+    row = next(r for r in ev["arms"] if r["outcome"] == config["analyses"]["pain_md"]["outcome"])
     row["mean"] = row["mean"] + 1
     pain = sorted(a for a in config["analyses"] if config["analyses"][a]["outcome"] == row["outcome"])
     assert pain and pipeline.write_slices(config, ev, "data/processed/slices") == pain
@@ -79,3 +82,30 @@ def test_old_format_is_refused(tmp_path):
     path.write_text('{"format": "tpsynth-evidence/1", "outcomes": []}', encoding="utf-8")
     with pytest.raises(ValueError, match="not a tpsynth-evidence/2 file"):
         pipeline.read_evidence(path)
+
+
+def test_analysis_from_its_slice_equals_analysis_from_the_sheets(ingested):
+    """A slice carries its outcome's arms, contrasts and studies, not the outcome rows: the analysis reads
+    only those, so its result from the slice equals the one computed from the whole validated sheets."""
+    from tpsynth.analysis import run_analysis
+    from tpsynth.harmonise import harmonise
+    from tpsynth.validate import load_sheets
+
+    config, ev = ingested
+    sheets = load_sheets(config)
+    arms, _ = harmonise(sheets)
+    for aid in config["analyses"]:
+        sl = pipeline.read_evidence(pipeline.slice_path("data/processed/slices", aid))
+        assert "outcomes" not in sl
+        from_slice = run_analysis(sl["settings"], pipeline.sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
+        direct = run_analysis(sl["settings"], sheets, config, arms=arms)
+        assert _as_rows_json(from_slice) == _as_rows_json(direct), aid
+
+
+def test_read_evidence_keeps_only_the_tables_asked_for(ingested):
+    config, ev = ingested
+    full = pipeline.read_evidence("data/processed/evidence.json")
+    part = pipeline.read_evidence("data/processed/evidence.json", tables=("flow",))
+    assert part["flow"] == full["flow"] and part["sheets"] == full["sheets"]
+    assert not set(pipeline.TABLES) - {"flow"} & set(part)
+    assert set(pipeline.read_evidence("data/processed/evidence.json", tables=())) == set(full) - set(pipeline.TABLES)

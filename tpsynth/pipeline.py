@@ -155,16 +155,19 @@ def build_evidence(config: dict) -> dict:
     }
 
 
-def read_evidence(path: str | Path, data: bytes | None = None) -> dict:
+def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str, ...] | None = None) -> dict:
     """evidence.json or a slice as written by :func:`run_ingest` (checks the format tag), its tables as
     lists of row dicts (keys in sorted order, as JSON with sorted keys reads back). ``data``: the file's
-    bytes, when already read."""
+    bytes, when already read. ``tables``: the row tables wanted (default all); the others are left out,
+    which saves the memory of their rows (at 100,000 studies each table has up to 2,000,000)."""
     ev = json.loads(Path(path).read_bytes() if data is None else data)
     if not isinstance(ev, dict) or ev.get("format") != EVIDENCE_FORMAT:
         found = ev.get("format") if isinstance(ev, dict) else None
         raise ValueError(f"{path}: not a {EVIDENCE_FORMAT} file (found {found!r}); rerun ingest")
     for key in TABLES:
-        if isinstance(ev.get(key), dict):
+        if tables is not None and key not in tables:
+            ev.pop(key, None)
+        elif isinstance(ev.get(key), dict):
             ev[key] = _table_rows(ev[key])
     return ev
 
@@ -182,7 +185,7 @@ def _table_rows(table: dict) -> list[dict]:
 def sheets_from_evidence(ev: dict) -> Sheets:
     """The validated :class:`~tpsynth.validate.Sheets` carried by evidence.json or a slice."""
     return Sheets(
-        studies=ev["studies"], outcomes=ev["outcomes"], contrasts=ev["contrasts"],
+        studies=ev["studies"], outcomes=ev.get("outcomes", []), contrasts=ev["contrasts"],
         paths={s["name"]: s["path"] for s in ev.get("sheets") or []},
         extra_study_columns=list(ev.get("extra_study_columns") or []),
         risk_of_bias=list(ev.get("risk_of_bias") or []),
@@ -191,17 +194,21 @@ def sheets_from_evidence(ev: dict) -> Sheets:
 
 def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
     """Everything analysis ``analysis_id`` reads: its settings, the config it uses (its outcome, its
-    intervention codes, the defaults, certainty and target settings), the rows of its outcome with
-    their line numbers, the harmonised arms of that outcome and the studies those rows name.
+    intervention codes, the defaults, certainty and target settings), the harmonised arms (with their line
+    numbers) and contrasts of its outcome, and the studies with rows of that outcome.
 
-    Editing a row of another outcome, or a config key no analysis reads, leaves the slice unchanged.
+    The outcome rows themselves are not included: an analysis reads the arms harmonised from them
+    (:func:`tpsynth.analysis.run_analysis` with ``arms``), and a row left out at ingest is in the evidence's
+    data flow, which ``collect`` reads. At 100,000 studies the rows would double the slice. Editing a row
+    of another outcome, a row's text that does not reach its arm (e.g. ``notes``), or a config key no
+    analysis reads, leaves the slice unchanged.
     """
     a = analysis_settings(config, analysis_id)
     outcome = a["outcome"]
     rows = [r for r in evidence["outcomes"] if r["outcome"] == outcome]
     cons = [r for r in evidence["contrasts"] if r["outcome"] == outcome]
     arms = [r for r in evidence["arms"] if r["outcome"] == outcome]
-    ids = {r["study_id"] for r in rows + cons}
+    ids = {r["study_id"] for r in rows} | {r["study_id"] for r in cons}
     cfg = {k: v for k, v in config.items() if k not in NOT_READ_BY_ANALYSES}
     cfg["analyses"] = {analysis_id: config["analyses"][analysis_id]}
     cfg["outcomes"] = {outcome: config["outcomes"][outcome]}
@@ -212,7 +219,6 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
         "settings": a,
         "config": cfg,
         "studies": [s for s in evidence["studies"] if s["study_id"] in ids],
-        "outcomes": rows,
         "contrasts": cons,
         "extra_study_columns": evidence["extra_study_columns"],
         "arms": arms,
@@ -365,7 +371,7 @@ def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str
     from . import tables
 
     results = [tables.read_json(p) for p in analysis_jsons]
-    flow = read_evidence(evidence_path)["flow"]
+    flow = read_evidence(evidence_path, tables=("flow",))["flow"]
     t = tables.result_tables(results)
     tables.write_csv(outputs["pooled"], tables.POOLED_COLUMNS, t["pooled"])
     tables.write_csv(outputs["study_effects"], tables.STUDY_COLUMNS, t["study_effects"])

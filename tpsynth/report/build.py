@@ -993,7 +993,7 @@ def build_report(
     from ..pipeline import check_results_match_evidence, read_evidence, sheets_from_evidence
 
     analyses = [json.loads(Path(p).read_text(encoding="utf-8")) for p in analysis_paths]
-    evidence = read_evidence(evidence_path)
+    evidence = read_evidence(evidence_path, tables=("studies", "outcomes", "contrasts", "arms", "risk_of_bias"))
     check_results_match_evidence(config, evidence, analyses, str(evidence_path))
     sheets = sheets_from_evidence(evidence)
     figures = {k: data_uri(v) for k, v in sorted((figure_paths or {}).items())}
