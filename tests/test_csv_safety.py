@@ -62,6 +62,19 @@ def test_write_csv_formats_each_cell_as_cell_would(tmp_path):
     assert {"true", "1"} <= {t for row in raw[1:] for t in row}
 
 
+def test_read_csv_as_dict_reader_with_guards_removed(tmp_path):
+    """read_csv gives what csv.DictReader gives, guards removed, blank lines skipped; a short row is an
+    error naming its line."""
+    path = tmp_path / "t.csv"
+    path.write_text("a,'=b,c\n1,'@x,\"q,\"\"r\"\n\n2,,'-y\n", encoding="utf-8")
+    with path.open(newline="") as fh:
+        expected = [{excel_unsafe(k): excel_unsafe(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+    assert read_csv(path) == expected == [{"a": "1", "=b": "@x", "c": 'q,"r'}, {"a": "2", "=b": "", "c": "-y"}]
+    path.write_text("a,b\n1,2\n3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"t.csv:3: 1 fields, the header has 2"):
+        read_csv(path)
+
+
 def _attack(i: int) -> str:
     return ATTACKS[i % len(ATTACKS)]
 
