@@ -173,13 +173,23 @@ def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str
 
 
 def _table_rows(table: dict) -> list[dict]:
-    """The rows of a table written by :func:`_table_chunks`."""
+    """The rows of a table written by :func:`_table_chunks`; equal texts of a column share one string
+    (``sys.intern``: codes and ids repeat down a column, and JSON gives every cell its own object)."""
     if "rows" in table:
         return table["rows"]
     names = list(table["columns"])
     if not names:
         return [{} for _ in range(table["length"])]
-    return [dict(zip(names, values, strict=True)) for values in zip(*table["columns"].values(), strict=True)]
+    columns = [_shared_strings(table["columns"][name]) for name in names]
+    table.clear()
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _shared_strings(values: list) -> list:
+    try:
+        return list(map(sys.intern, values))
+    except TypeError:  # not only strings
+        return [sys.intern(v) if v.__class__ is str else v for v in values]
 
 
 def sheets_from_evidence(ev: dict) -> Sheets:
