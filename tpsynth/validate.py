@@ -675,9 +675,10 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
 
     paths = {"outcomes": sheets.paths.get("outcomes", "outcomes.csv"), "contrasts": sheets.paths.get("contrasts", "contrasts.csv")}
     arms, ingest = harmonise(sheets)
-    by_line = {("outcomes", r["_line"]): r for r in sheets.outcomes}
-    by_line.update({("contrasts", r["_line"]): r for r in sheets.contrasts})
     ingest_reason = {(f["sheet"], f["line"]): f["reason"] for f in ingest if f["state"] == "excluded"}
+    del ingest  # one entry per row: not kept while the analyses' study effects are built
+    by_line = {key: r for sheet, rows in (("outcomes", sheets.outcomes), ("contrasts", sheets.contrasts))
+               for r in rows if (key := (sheet, r["_line"])) in ingest_reason}  # fmt: skip
     studies = {s["study_id"]: s for s in sheets.studies}
     usable_contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
     # which interventions each study has rows of, per outcome (one pass: the check below stays linear)
