@@ -109,3 +109,22 @@ def test_read_evidence_keeps_only_the_tables_asked_for(ingested):
     assert part["flow"] == full["flow"] and part["sheets"] == full["sheets"]
     assert not set(pipeline.TABLES) - {"flow"} & set(part)
     assert set(pipeline.read_evidence("data/processed/evidence.json", tables=())) == set(full) - set(pipeline.TABLES)
+
+
+@pytest.mark.parametrize("text", [
+    '{"a":1,"b":{"columns":{"x":[1,2]},"length":2},"c":[{"d":"}"}],"e":"\\u00e9,:"}',
+    ' { "a" : [1, {"b": 2}] ,\n "skip" : {"deep": [[[]]]} , "z": null }\n',
+    "{}", " { } ", "[1, 2]",
+])  # fmt: skip
+def test_entries_decoded_one_at_a_time_equal_json_loads(text):
+    whole = json.loads(text)
+    expected = {k: v for k, v in whole.items() if k not in {"b", "skip"}} if isinstance(whole, dict) else whole
+    assert pipeline._load_entries(text, {"b", "skip"}) == expected
+
+
+@pytest.mark.parametrize("text", ['{"a":1 "b":2}', '{"a" 1}', '{"a":1,}', '{"a":1} x', "{1:2}", '{"a":1'])
+def test_entries_decoder_refuses_what_json_refuses(text):
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError):
+        pipeline._load_entries(text, set())

@@ -19,6 +19,7 @@ import filecmp
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -159,8 +160,10 @@ def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str
     """evidence.json or a slice as written by :func:`run_ingest` (checks the format tag), its tables as
     lists of row dicts (keys in sorted order, as JSON with sorted keys reads back). ``data``: the file's
     bytes, when already read. ``tables``: the row tables wanted (default all); the others are left out,
-    which saves the memory of their rows (at 100,000 studies each table has up to 2,000,000)."""
-    ev = json.loads(Path(path).read_bytes() if data is None else data)
+    which saves the memory of their rows (at 100,000 studies each table has up to 2,000,000): the file is
+    then decoded one top-level entry at a time, so a table left out is never held with the others."""
+    raw = Path(path).read_bytes() if data is None else data
+    ev = json.loads(raw) if tables is None else _load_entries(raw.decode("utf-8"), set(TABLES) - set(tables))
     if not isinstance(ev, dict) or ev.get("format") != EVIDENCE_FORMAT:
         found = ev.get("format") if isinstance(ev, dict) else None
         raise ValueError(f"{path}: not a {EVIDENCE_FORMAT} file (found {found!r}); rerun ingest")
@@ -170,6 +173,42 @@ def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str
         elif isinstance(ev.get(key), dict):
             ev[key] = _table_rows(ev[key])
     return ev
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _load_entries(text: str, skip: set[str]):
+    """``json.loads(text)`` of a JSON object, without the values of the keys in ``skip``: each top-level
+    value is decoded on its own and dropped at once when skipped. Not an object: decoded whole."""
+    decoder = json.JSONDecoder()
+    i = _SPACE.match(text, 0).end()
+    if not text.startswith("{", i):
+        return json.loads(text)
+    out = {}
+    i = _SPACE.match(text, i + 1).end()
+    if text.startswith("}", i):
+        return out
+    while True:
+        key, i = decoder.raw_decode(text, i)
+        if not isinstance(key, str):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+        i = _SPACE.match(text, i).end()
+        if not text.startswith(":", i):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+        value, i = decoder.raw_decode(text, _SPACE.match(text, i + 1).end())
+        if key not in skip:
+            out[key] = value
+        del value
+        i = _SPACE.match(text, i).end()
+        if text.startswith(",", i):
+            i = _SPACE.match(text, i + 1).end()
+        elif text.startswith("}", i):
+            if text[_SPACE.match(text, i + 1).end() :]:
+                raise json.JSONDecodeError("Extra data", text, i + 1)
+            return out
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
 
 
 def _table_rows(table: dict) -> list[dict]:
