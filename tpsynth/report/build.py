@@ -989,6 +989,8 @@ def build_report(
     The sheets are not read: their rows and the SHA-256 of the bytes they were parsed from come from
     ``evidence_path`` (written by ingest). Raises ValueError when an analysis was not computed from that
     evidence (the sheets changed during the run), so the report never pairs new hashes with old estimates.
+    ``arms_path`` is listed in the provenance; the arms themselves are the evidence's (arms.csv is written
+    from them), so the report does not hold a second copy of every arm.
     """
     from ..pipeline import check_results_match_evidence, read_evidence, sheets_from_evidence
 
@@ -1010,7 +1012,7 @@ def build_report(
     studies = [{**st, "rob_overall": study_judgement(sheets.risk_of_bias, st, None)["level"]} for st in sheets.studies]
     ctx = build_context(
         analyses=analyses, config=config, studies=studies, outcomes=sheets.outcomes,
-        contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=read_csv(arms_path), figures=figures,
+        contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=evidence["arms"], figures=figures,
         prov=prov, shipped_note=is_shipped_evidence(sheets.paths["studies"]),
         networks=[json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(network_paths or [])],
     )  # fmt: skip
