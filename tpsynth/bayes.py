@@ -677,9 +677,14 @@ def _mixture_quantiles(p: np.ndarray, m: np.ndarray, s: np.ndarray, q: float) ->
         hi[todo] = np.where(f > 0, xt, hi[todo])
         with np.errstate(divide="ignore", invalid="ignore"):
             xn = xt - f / dens
-        outside = ~((xn > lo[todo]) & (xn < hi[todo]))
-        xn = np.where(outside, 0.5 * (lo[todo] + hi[todo]), xn)
-        settled = (f == 0) | (np.abs(xn - xt) <= 1e-14 + 4e-16 * np.abs(xt)) | (hi[todo] - lo[todo] <= 1e-14 + 4e-16 * np.abs(xt))
+        tol = 1e-14 + 4e-16 * np.abs(xt)
+        # converged: a Newton step below the tolerance (it may touch the bracket) where the CDF is already
+        # within 1e-12 of q; a tiny step with the CDF still off (a steep point far from the root) bisects
+        small = np.abs(xn - xt) <= tol
+        done = small & (np.abs(f) <= 1e-12)
+        outside = ~((xn > lo[todo]) & (xn < hi[todo])) | (small & ~done)
+        xn = np.where(outside & ~done, 0.5 * (lo[todo] + hi[todo]), xn)
+        settled = (f == 0) | done | (hi[todo] - lo[todo] <= tol)
         x[todo] = np.where(f == 0, xt, xn)
         todo = todo[~settled]
     return x
