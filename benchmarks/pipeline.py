@@ -106,7 +106,7 @@ def figure_costs(wd: Path) -> dict[str, float]:
 
     import matplotlib
 
-    from tpsynth.figures.common import METADATA, PNG_DPI, STYLE
+    from tpsynth.figures.common import METADATA, PNG_COMPRESS_LEVEL, PNG_DPI, STYLE
     from tpsynth.figures.forest import forest_figure
     from tpsynth.figures.funnel import funnel_figure
     from tpsynth.tables import read_json
@@ -121,7 +121,7 @@ def figure_costs(wd: Path) -> dict[str, float]:
             with matplotlib.rc_context(STYLE):
                 for fmt in ("png", "svg", "pdf"):
                     t0 = time.perf_counter()
-                    kw = {"dpi": PNG_DPI} if fmt == "png" else {}
+                    kw = {"dpi": PNG_DPI, "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if fmt == "png" else {}
                     fig.savefig(io.BytesIO(), format=fmt, metadata=METADATA[fmt], facecolor="white", **kw)
                     cost[fmt] += time.perf_counter() - t0
     return cost

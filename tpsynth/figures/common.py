@@ -56,6 +56,9 @@ from ..display import value as fmt_auto  # noqa: E402, F401
 from ..measures import SHORT_NAMES, heading  # noqa: E402
 
 PNG_DPI = 200
+#: zlib level of the PNG files: the same pixels as the default 6, ~10% less time writing them for ~1% larger
+#: files (16 forest and funnel plots: 2.55 -> 2.3 s, 2.62 -> 2.65 MB; benchmarks/pipeline.py).
+PNG_COMPRESS_LEVEL = 3
 FORMATS = ("png", "svg", "pdf")
 #: Metadata per format: no dates, no version strings that change between runs.
 #: Fonts a viewer without DejaVu Sans falls back to (Vera and Verdana have DejaVu's wide metrics).
@@ -197,7 +200,7 @@ def save_all(fig: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) 
     with matplotlib.rc_context(STYLE):
         for fmt in formats:
             path = stem.with_name(stem.name + "." + fmt)
-            kw = {"dpi": PNG_DPI} if fmt == "png" else {}
+            kw = {"dpi": PNG_DPI, "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if fmt == "png" else {}
             with replace_atomically(path) as tmp:
                 if fmt == "svg":
                     buf = io.StringIO()
