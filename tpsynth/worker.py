@@ -386,6 +386,9 @@ def _start(log_path: str | None, wait: bool) -> Worker | None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]))
+    try:
+        serve(sys.argv[1], int(sys.argv[2]))
+    except SystemExit:  # SIGTERM: the end of the run
+        pass
     sys.stderr.flush()
     os._exit(0)  # no interpreter teardown of everything imported: the run waits for this process to end
