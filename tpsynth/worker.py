@@ -277,8 +277,9 @@ def serve(sock_path: str, parent: int) -> None:
     """Listen on ``sock_path``, import :data:`PRELOAD`, and fork a supervisor per connection until
     ``parent`` (Snakemake) is gone or SIGTERM.
 
-    The socket is bound first, and jobs that connect while the imports go on are taken between two
-    imports (in :data:`PRELOAD`'s order, what the first jobs need first), so no job waits for all of them.
+    The socket is bound first. The first job to connect (ingest, in a run that validates the sheets: every
+    other job depends on it) is taken between two imports, as soon as it comes (:data:`PRELOAD` imports what
+    it needs first); the jobs after it wait for all the imports, rather than each importing the rest itself.
     """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sock_path)
@@ -287,8 +288,8 @@ def serve(sock_path: str, parent: int) -> None:
     children: set[int] = set()
     try:
         for name in PRELOAD:
-            while _take(listener, children, 0):
-                pass
+            if not children:  # the run's first job (ingest) as soon as it comes; later ones wait for all
+                _take(listener, children, 0)
             try:
                 importlib.import_module(name)
             except ImportError as err:  # a job needing it will import it (and fail) itself
