@@ -12,15 +12,14 @@ from tpsynth.pipeline import job_log, run_one_analysis
 with job_log(snakemake.log[0]):
     out = snakemake.output
     res = run_one_analysis(snakemake.input.evidence, out.json)
-    p = res["pooled"]
-    print(f"{res['analysis_id']}: k = {p['k']}, estimate = {p.get('estimate')}", file=sys.stderr)
+    print(f"{res.analysis_id}: k = {res.pooled.k}, estimate = {res.pooled.estimate}", file=sys.stderr)
 
     from tpsynth.figures.common import save_all
     from tpsynth.figures.forest import forest_figure
     from tpsynth.figures.funnel import funnel_figure
-    from tpsynth.tables import read_json
+    from tpsynth.results import AnalysisResult
 
-    analysis = read_json(out.json)  # the figures are drawn from the result as written, as any reader sees it
+    analysis = AnalysisResult.from_json(out.json)  # the figures are drawn from the result as written, as any reader sees it
     for build, key in ((forest_figure, "forest"), (funnel_figure, "funnel")):
         written = save_all(build(analysis), out[f"{key}_png"][: -len(".png")])
         assert {str(f) for f in written} == {out[f"{key}_{fmt}"] for fmt in ("png", "svg", "pdf")}, written

@@ -12,14 +12,14 @@ with job_log(snakemake.log[0]):
     from tpsynth.config import file_stem
     from tpsynth.figures.bubble import bubble_figure, bubbles
     from tpsynth.figures.common import save_all
-    from tpsynth.tables import read_json
+    from tpsynth.results import AnalysisResult
 
-    analysis = read_json(snakemake.input.json)
+    analysis = AnalysisResult.from_json(snakemake.input.json)
     out = Path(snakemake.output[0])
     out.mkdir(parents=True, exist_ok=True)
     for b in bubbles(analysis):
-        save_all(bubble_figure(analysis, b["moderator"]), out / file_stem(b["moderator"]))
-    mr = analysis.get("meta_regression") or {}
-    if mr.get("caveat"):
-        print(f"{analysis['analysis_id']}: {mr['caveat']}")
-    print(f"{analysis['analysis_id']}: {len(bubbles(analysis))} bubble plot(s) in {out}")
+        save_all(bubble_figure(analysis, b.moderator), out / file_stem(b.moderator))
+    mr = analysis.meta_regression
+    if mr is not None and mr.caveat:
+        print(f"{analysis.analysis_id}: {mr.caveat}")
+    print(f"{analysis.analysis_id}: {len(bubbles(analysis))} bubble plot(s) in {out}")

@@ -12,10 +12,10 @@ from tpsynth.pipeline import job_log
 with job_log(snakemake.log[0]):
     from tpsynth.figures.rob import write_rob_figures
     from tpsynth.pipeline import read_evidence
-    from tpsynth.tables import read_json
+    from tpsynth.results import AnalysisResult
 
     ev = read_evidence(snakemake.input.evidence, tables=("studies", "risk_of_bias"))  # checked rows and the studies
-    analyses = [read_json(p) for p in snakemake.input.analyses]
+    analyses = [AnalysisResult.from_json(p) for p in snakemake.input.analyses]
     out = snakemake.output
     ids = snakemake.params.analysis_ids
     stems = {a: str(Path(p).with_suffix("")) for a, p in zip(ids, out.weighted_png, strict=True)}

@@ -18,11 +18,13 @@ def base(fixture_inputs):
     return fixture_inputs
 
 
-def run(base, analysis_id, **overrides):
+def run(base, analysis_id, typed=False, **overrides):
+    """The analysis's result: its JSON layout (the output contract), or the typed result with ``typed``."""
     config, sheets, arms = base
     config = copy.deepcopy(config)
     config["analyses"][analysis_id].update(overrides)
-    return run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=arms)
+    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=arms)
+    return res if typed else res.to_dict()
 
 
 def test_subgroups_pool_separately_and_test_differences(base):
@@ -206,8 +208,8 @@ def test_meta_regression_tables_and_bubble_plots(base, tmp_path):
     from tpsynth.figures.bubble import bubble_figure
     from tpsynth.figures.common import save_all
 
-    res = run(base, "pain_smd", moderators=["year"], ci="hksj")
-    t = tables.result_tables([res])
+    res = run(base, "pain_smd", moderators=["year"], ci="hksj", typed=True)
+    t = tables.result_tables([res.to_dict()])
     assert [r["term"] for r in t["meta_regression"]] == ["intrcpt", "year"]
     fit_row = t["meta_regression_fit"][0]
     assert fit_row["moderators"] == "year" and fit_row["qm_df2"] == fit_row["k"] - 2  # F(1, k - p) with HKSJ

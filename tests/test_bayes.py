@@ -74,7 +74,7 @@ def test_quadrature_converged(case):
         assert _close(x, y, 1e-9, 1e-12 if key.startswith(("tau", "prob")) else scale), (key, x, y)
     for s, t in zip(a.studies, b.studies, strict=True):
         for key in ("median", "mean", "sd", "ci_low", "ci_high"):
-            assert _close(s[key], t[key], 1e-9, scale), key
+            assert _close(getattr(s, key), getattr(t, key), 1e-9, scale), key
 
 
 # --- bayesmeta's published worked example ------------------------------------------------------
@@ -141,9 +141,9 @@ def test_bayesmeta_crins_ma01_shrinkage_in_summary(crins):
     yi, vi = crins
     res = bayes.summarise(bayes.posterior(yi, vi, bayes.TauPrior("half_normal", (0.5,)), bayes.MuPrior(0, 4)))
     heffron = res.studies[0]
-    assert heffron["median"] == pytest.approx(-1.7411356, abs=1e-3)
-    assert heffron["mean"] == pytest.approx(-1.7778965, abs=1e-3)
-    assert heffron["sd"] == pytest.approx(0.4229425, abs=1e-3)
+    assert heffron.median == pytest.approx(-1.7411356, abs=1e-3)
+    assert heffron.mean == pytest.approx(-1.7778965, abs=1e-3)
+    assert heffron.sd == pytest.approx(0.4229425, abs=1e-3)
 
 
 def _study_cases():
@@ -289,4 +289,4 @@ def test_posterior_in_node_blocks_equals_one_block(monkeypatch):
         assert _close(getattr(blocked, key), getattr(one, key), 1e-9, scale), key
     for s, t in zip(blocked.studies, one.studies, strict=True):
         for key in ("median", "mean", "sd", "ci_low", "ci_high"):
-            assert _close(s[key], t[key], 1e-9, scale), key
+            assert _close(getattr(s, key), getattr(t, key), 1e-9, scale), key

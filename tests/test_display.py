@@ -63,13 +63,13 @@ def test_forest_summary_figure_and_report_write_one_result_alike(fixture_inputs)
     config, sheets, arms = fixture_inputs
     config = copy.deepcopy(config)
     res = run_analysis(analysis_settings(config, "resp_rr"), sheets, config, arms=arms)
-    p = res["pooled"]
-    nums = [d.value(math.exp(p[k]), ratio=True) for k in ("estimate", "ci_low", "ci_high")]
+    p = res.pooled
+    nums = [d.value(math.exp(x), ratio=True) for x in (p.estimate, p.ci_low, p.ci_high)]
     bracket = f"{nums[0]} [{nums[1]}, {nums[2]}]"
     forest = [t.get_text() for t in forest_figure(res).texts]
     summary = [t.get_text() for t in summary_figure([res]).texts]
     assert bracket in forest and bracket in summary
-    assert build.effect_summary(res)["text"] == f"{nums[0]} (95% CI {nums[1]} to {nums[2]})"
+    assert build.effect_summary(res.to_dict())["text"] == f"{nums[0]} (95% CI {nums[1]} to {nums[2]})"
     # the p-value of the test for overall effect: the same digits in the forest plot and the report filter
-    assert any(d.p_value(p["pvalue"]) in t for t in forest)
-    assert f"p {build.pval(p['pvalue'])}" == d.p_value(p["pvalue"])
+    assert any(d.p_value(p.pvalue) in t for t in forest)
+    assert f"p {build.pval(p.pvalue)}" == d.p_value(p.pvalue)

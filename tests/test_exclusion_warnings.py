@@ -79,7 +79,7 @@ def test_warnings_are_excluded_rows_of_the_dataflow(ws):
     from tpsynth.harmonise import harmonise
 
     _, ingest = harmonise(sheets)
-    results = {a: run_analysis(analysis_settings(cfg, a), sheets, cfg) for a in cfg["analyses"]}
+    results = {a: run_analysis(analysis_settings(cfg, a), sheets, cfg).to_dict() for a in cfg["analyses"]}
     final = {(f["sheet"], int(f["line"])): f for f in dataflow_rows(ingest, list(results.values()))}
     found = exclusion_warnings(sheets, cfg)
     assert found

@@ -8,19 +8,35 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tpsynth.figures import common, forest_figure, funnel_figure, save_all, summary_figure
+from tpsynth.results import AnalysisResult, BayesSummary, Pooled
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 
 
-def make_analysis(k=5, measure="SMD", higher_is_better=False, subgroups=False, tau2=0.05, offaxis=False,
+def make_analysis(*args, **kw) -> AnalysisResult:
+    """A hand-made typed analysis result (:func:`analysis_dict`)."""
+    return AnalysisResult.from_dict(analysis_dict(*args, **kw), source="test")
+
+
+def bayes_part(estimate, ci_low, ci_high, k=4) -> BayesSummary:
+    """A hand-made Bayesian result: only the numbers the figures draw differ from zero."""
+    nums = dict.fromkeys(["mean", "sd", "hdi_low", "hdi_high", "pi_low", "pi_high", "tau_median", "tau_ci_low",
+                          "tau_ci_high", "prob_benefit", "prob_important_benefit", "mid"], 0.0)  # fmt: skip
+    return BayesSummary(k=k, tau_prior="half_normal(0.5)", tau_prior_source="config", mu_prior="flat",
+                              estimate=estimate, ci_low=ci_low, ci_high=ci_high, studies=(), headline_below_k=5,
+                              headline=True, **nums)  # fmt: skip
+
+
+def analysis_dict(k=5, measure="SMD", higher_is_better=False, subgroups=False, tau2=0.05, offaxis=False,
                   aid="test", long_names=False, trimfill=False):  # fmt: skip
-    """A hand-made analysis dict with ``k`` studies (log values for ratio measures)."""
+    """A hand-made analysis (the JSON layout) with ``k`` studies (log values for ratio measures)."""
     ratio = measure in ("RR", "OR")
     studies = []
     for i in range(k):
@@ -59,7 +75,7 @@ def make_analysis(k=5, measure="SMD", higher_is_better=False, subgroups=False, t
         for name in ("Neck", "Lumbar"):
             m = [s for s in studies if s["subgroup"] == name]
             e = sum(s["yi"] for s in m) / len(m)
-            groups.append({"subgroup": name, "k": len(m), "estimate": e, "se": 0.1, "ci_low": e - 0.3,
+            groups.append({"subgroup": name, "column": "region", "k": len(m), "estimate": e, "se": 0.1, "ci_low": e - 0.3,
                            "ci_high": e + 0.3, "tau2": 0.01, "i2": 10.0})  # fmt: skip
     small = {"k": k, "egger_stat": None, "egger_pvalue": None, "trimfill_k0": None, "trimfill_estimate": None,
              "skipped_reason": None if k >= 10 else f"k = {k} < 10"}  # fmt: skip
@@ -139,7 +155,7 @@ def test_ratio_measure_on_log_axis_labelled_on_ratio_scale():
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert "1" in labels and all(not lab.startswith("\u2212") for lab in labels)
     # the pooled estimate is printed on the ratio scale
-    est = math.exp(make_analysis(5, measure="RR")["pooled"]["estimate"])
+    est = math.exp(make_analysis(5, measure="RR").pooled.estimate)
     assert any(t.startswith(f"{est:.2f} [") for t in texts(fig))
     assert forest_figure(make_analysis(5)).axes[0].get_xscale() == "linear"
 
@@ -256,7 +272,7 @@ def test_funnel_contours_inverted_se_and_filled_studies():
 def test_summary_rows_blocks_and_certainty():
     a = make_analysis(5, aid="a_smd")
     b = make_analysis(3, "RR", aid="b_rr")
-    b["pooled"]["certainty"] = "moderate"
+    b = replace(b, pooled=replace(b.pooled, certainty="moderate"))
     c0 = make_analysis(0, aid="c_empty")
     fig = summary_figure([a, b, c0])
     svg = svg_of(fig)
@@ -309,8 +325,8 @@ def test_capped_tau2_bound_is_shown_as_lower_limit():
 
     pooled = {"tau2": 0.595, "tau2_ci_low": 0.0, "tau2_ci_high": 100.0, "q": 3.29, "q_df": 1, "q_pvalue": 0.07,
               "i2": 70.0, "i2_ci_low": 0.0, "i2_ci_high": 99.7}  # fmt: skip
-    capped = _stats_lines({"settings": {}}, {**pooled, "tau2_ci_capped": True}, 2, False, False)[0]
-    plain = _stats_lines({"settings": {}}, pooled, 2, False, False)[0]
+    capped = _stats_lines(None, Pooled(k=2, measure="MD", tau2_ci_capped=True, **pooled), 2, False, False)[0]
+    plain = _stats_lines(None, Pooled(k=2, measure="MD", **pooled), 2, False, False)[0]
     assert "[0.000, >100]" in capped
     assert "[0.000, 100.000]" in plain
 
@@ -319,16 +335,15 @@ def test_bayesian_result_is_a_labelled_second_diamond_and_in_the_summary():
     """Issue 9: the Bayesian posterior median and credible interval appear as their own labelled row in the
     forest plot and beside the frequentist interval in the summary figure; never for a single study."""
     a = make_analysis(4, aid="few")
-    p = a["pooled"]
-    a["bayes"] = {"estimate": p["estimate"] + 0.05, "ci_low": p["estimate"] - 0.4, "ci_high": p["estimate"] + 0.5,
-                  "tau_prior": "half_normal(0.5)", "mu_prior": "flat"}  # fmt: skip
+    est = a.pooled.estimate
+    a = replace(a, bayes=bayes_part(est + 0.05, est - 0.4, est + 0.5))
     fig = forest_figure(a)
     svg = svg_of(fig)
     assert 'id="diamond-bayes"' in svg and 'id="diamond-overall"' in svg
     assert any(t.startswith("Bayesian random effects (95% credible interval)") for t in texts(fig))
     assert any("Purple diamond: Bayesian random-effects posterior median" in t for t in texts(fig))
     one = make_analysis(1, aid="one")
-    one["bayes"] = dict(a["bayes"])
+    one = replace(one, bayes=a.bayes)
     assert "diamond-bayes" not in svg_of(forest_figure(one))
     s = svg_of(summary_figure([a, one]))
     assert ids(s, "summary-bayes-") == {"summary-bayes-few", "summary-bayes-ci-few"}

@@ -67,9 +67,9 @@ def _check(fig, stem: Path) -> str:
 def test_every_figure_draws_hostile_strings_as_plain_text(hostile_analyses, tmp_path):
     with matplotlib.rc_context({"text.parse_math": True}):  # whatever the caller's settings
         for a in hostile_analyses:
-            assert a["pooled"]["k"] >= 1, a["analysis_id"]
-            forest = _check(forest_figure(a), tmp_path / f"forest_{a['analysis_id']}")
-            _check(funnel_figure(a), tmp_path / f"funnel_{a['analysis_id']}")
+            assert a.pooled.k >= 1, a.analysis_id
+            forest = _check(forest_figure(a), tmp_path / f"forest_{a.analysis_id}")
+            _check(funnel_figure(a), tmp_path / f"funnel_{a.analysis_id}")
             assert "Gemmell $x^$" in forest  # the author, as typed
             assert "$" in forest
         summary = _check(summary_figure(hostile_analyses), tmp_path / "summary")

@@ -140,8 +140,12 @@ def test_without_ax_the_figure_is_returned_as_before():
 def test_no_study_message_in_a_users_axes():
     from tpsynth.figures.forest import forest_figure
     from tpsynth.figures.funnel import funnel_figure
+    from tpsynth.results import AnalysisResult
 
-    empty = {"settings": {"title": "Nothing", "measure": "MD"}, "pooled": {"k": 0}, "studies": []}
+    empty = AnalysisResult.from_dict({
+        "analysis_id": "nothing", "settings": {"title": "Nothing", "measure": "MD"}, "outcome": {"label": "Pain"},
+        "labels": {"intervention": ["A"], "comparator": ["B"]}, "pooled": {"k": 0, "measure": "MD"}, "studies": [],
+    })  # fmt: skip
     fig, left, right = _two_panels()
     assert forest_figure(empty, ax=left) is left and funnel_figure(empty, ax=right) is right
     assert "No study with usable data" in _texts(left) and "No study with usable data" in _texts(right)

@@ -207,8 +207,8 @@ def test_real_review_agrees_with_bench_corpus(tmp_path, monkeypatch):
         if r["k"] < 2:
             continue
         res = run_analysis(analysis_settings(config, f"analysis_{g}_{n}"), sheets, config)
-        assert res["pooled"]["k"] == r["k"]
-        assert res["pooled"]["estimate"] == pytest.approx(r["estimate"], rel=1e-9)
-        assert res["pooled"]["tau2"] == pytest.approx(r["tau2"], rel=1e-6, abs=1e-12)
+        assert res.pooled.k == r["k"]
+        assert res.pooled.estimate == pytest.approx(r["estimate"], rel=1e-9)
+        assert res.pooled.tau2 == pytest.approx(r["tau2"], rel=1e-6, abs=1e-12)
         checked += 1
     assert checked >= 5

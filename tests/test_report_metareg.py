@@ -42,7 +42,8 @@ def bcg():
     sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), None, config)
     assert problems == []
     arms = harmonise(sheets)[0]
-    results = {aid: run_analysis(analysis_settings(config, aid), sheets, config, arms=arms) for aid in config["analyses"]}
+    results = {aid: run_analysis(analysis_settings(config, aid), sheets, config, arms=arms).to_dict()
+               for aid in config["analyses"]}
     return config, sheets, results
 
 

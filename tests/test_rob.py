@@ -272,7 +272,7 @@ def test_analysis_carries_per_study_judgement(ws):
     sheets, probs = validate_sheets("data/raw/studies.csv", "data/raw/outcomes.csv", "data/raw/contrasts.csv", cfg,
                                     risk_of_bias="data/raw/risk_of_bias.csv")  # fmt: skip
     assert probs == []
-    res = run_analysis(analysis_settings(cfg, "pain_smd"), sheets, cfg)
+    res = run_analysis(analysis_settings(cfg, "pain_smd"), sheets, cfg).to_dict()
     a = next(s for s in res["studies"] if s["study_id"] == "a2001")
     assert (a["rob_overall"], a["rob"]["tool"], a["rob"]["overall_derived"]) == ("high", "rob2", True)
     assert [d["judgement"] for d in a["rob"]["domains"]] == ["low", "low", "low", "high", "low"]

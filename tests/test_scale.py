@@ -8,8 +8,8 @@ groups rows once.
 
 from __future__ import annotations
 
-import copy
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,7 +65,7 @@ def test_leave_one_out_and_cumulative_equal_single_fits():
 def test_cumulative_sensitivity_rows_are_the_prefix_fits(fixture_inputs):
     config, sheets, arms = fixture_inputs
     a = analysis_settings(config, "pain_md")
-    res = analysis_mod.run_analysis(a, sheets, config, arms)
+    res = analysis_mod.run_analysis(a, sheets, config, arms).to_dict()
     ids = [s["study_id"] for s in res["studies"]]
     by_id = {s["study_id"]: s for s in res["studies"]}
     cum = [s for s in res["sensitivity"] if s["kind"] == "cumulative"]
@@ -81,7 +81,7 @@ def test_cumulative_sensitivity_rows_are_the_prefix_fits(fixture_inputs):
 def test_sensitivity_refits_skipped_above_the_limit_with_a_note(fixture_inputs, monkeypatch):
     config, sheets, arms = fixture_inputs
     monkeypatch.setattr(analysis_mod, "SENSITIVITY_MAX_K", 3)
-    res = analysis_mod.run_analysis(analysis_settings(config, "pain_md"), sheets, config, arms)
+    res = analysis_mod.run_analysis(analysis_settings(config, "pain_md"), sheets, config, arms).to_dict()
     k = res["pooled"]["k"]
     assert k == 4
     kinds = {s["kind"] for s in res["sensitivity"]}
@@ -99,7 +99,7 @@ def _svg(fig) -> str:
 def test_forest_summarises_above_the_limit(fixture_inputs, monkeypatch):
     config, sheets, arms = fixture_inputs
     res = analysis_mod.run_analysis(analysis_settings(config, "pain_md"), sheets, config, arms)
-    k = len(res["studies"])
+    k = len(res.studies)
     monkeypatch.setattr(forest, "FOREST_MAX_STUDIES", k)
     drawn = forest.forest_figure(res)
     assert f"study-square-{k - 1}" in _svg(drawn)
@@ -108,8 +108,8 @@ def test_forest_summarises_above_the_limit(fixture_inputs, monkeypatch):
     svg = _svg(summarised)
     assert "study-square-0" not in svg and "studies-summarised" in svg
     assert summarised.get_size_inches()[1] < drawn.get_size_inches()[1]
-    many = copy.deepcopy(res)  # height no longer grows with k
-    many["studies"] = [dict(s, study_id=f"{s['study_id']}_{i}") for i in range(50) for s in res["studies"]]
+    # height no longer grows with k
+    many = replace(res, studies=tuple(replace(s, study_id=f"{s.study_id}_{i}") for i in range(50) for s in res.studies))
     assert forest.forest_figure(many).get_size_inches()[1] == summarised.get_size_inches()[1]
 
 

@@ -25,7 +25,7 @@ def run(base, analysis_id, config=None, sheets=None, **overrides):
     config = copy.deepcopy(config or config0)
     sheets = sheets or sheets0
     config["analyses"][analysis_id].update(overrides)
-    return run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=harmonise(sheets)[0])
+    return run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=harmonise(sheets)[0]).to_dict()
 
 
 def without_studies(sheets, drop):

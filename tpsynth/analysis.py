@@ -1,7 +1,8 @@
 """Run one configured analysis: study effects, pooling, subgroups, sensitivity, small-study tests.
 
-The result is a plain dict (written as ``results/analyses/{analysis_id}.json``) from which the
-tables of the output contract are assembled (:mod:`tpsynth.tables`).
+The result is a typed :class:`tpsynth.results.AnalysisResult` (written as
+``results/analyses/{analysis_id}.json``), from which the tables of the output contract
+(:mod:`tpsynth.tables`), the figures and the report are made.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from . import mh, pooling
 from .harmonise import harmonise
 from .meta import design_matrix, meta_analysis
 from .mh import TableResult
+from .results import AnalysisResult
 from .rob import study_judgement
 from .study_effects import TABLE_METHODS, build_study_effects
 from .validate import Sheets
@@ -263,7 +265,7 @@ def _brief(d: dict) -> dict:
     return {k: d.get(k) for k in ("k", "estimate", "ci_low", "ci_high", "tau2", "i2")}
 
 
-def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] | None = None) -> dict:
+def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] | None = None) -> AnalysisResult:
     """Run one analysis on validated sheets.
 
     Parameters
@@ -276,7 +278,18 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         The validated configuration.
     arms : list of dict, optional
         Harmonised arms; computed from ``sheets`` when not given.
+
+    Returns
+    -------
+    AnalysisResult
+        The typed result (its JSON: :meth:`AnalysisResult.to_json`).
     """
+    out = _result_fields(analysis, sheets, config, arms)
+    return AnalysisResult.from_dict(out, source=f"analysis {analysis['id']}")
+
+
+def _result_fields(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] | None) -> dict:
+    """The fields of the result; the certainty rating (:mod:`tpsynth.certainty`) reads the parts built before it."""
     if arms is None:
         arms, _ = harmonise(sheets)
     studies = {s["study_id"]: s for s in sheets.studies}
@@ -404,6 +417,20 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
     return out
 
 
+def small_study_fields(fit) -> dict:
+    """Egger's test and trim-and-fill of an intercept-only fit (:class:`tpsynth.meta.MetaAnalysis`, k >= 10)."""
+    eg = fit.egger()
+    # metafor's trimfill() refits the filled data with its default Wald CI (test="z"), whatever the
+    # input model's test; fit.trimfill() does the same so the numbers match.
+    tf = fit.trimfill()
+    return {
+        "k": fit.k, "egger_stat": _f(eg.statistic), "egger_pvalue": _f(eg.pvalue), "trimfill_k0": int(tf.k0),
+        "trimfill_side": tf.side, "trimfill_estimate": _f(tf.estimate), "trimfill_ci_low": _f(tf.ci_low),
+        "trimfill_ci_high": _f(tf.ci_high), "trimfill_filled_yi": [float(x) for x in tf.filled_yi],
+        "trimfill_filled_vi": [float(x) for x in tf.filled_vi], "skipped_reason": None,
+    }  # fmt: skip
+
+
 HALF_NORMAL_MEDIAN = 0.6744897501960817  # median of half-normal(1) = Phi^-1(0.75)
 
 
@@ -520,17 +547,7 @@ def _small_study(model: _Model) -> dict:
     k = len(model.yi)
     a = model.a
     if k >= MIN_K_SMALL_STUDY:
-        fit = model.fit or meta_analysis(model.yi, model.vi, method="FE", ci="wald", level=a["level"])
-        eg = fit.egger()
-        # metafor's trimfill() refits the filled data with its default Wald CI (test="z"), whatever the
-        # input model's test; fit.trimfill() does the same so the numbers match.
-        tf = fit.trimfill()
-        return {
-            "k": k, "egger_stat": _f(eg.statistic), "egger_pvalue": _f(eg.pvalue), "trimfill_k0": int(tf.k0),
-            "trimfill_side": tf.side, "trimfill_estimate": _f(tf.estimate), "trimfill_ci_low": _f(tf.ci_low),
-            "trimfill_ci_high": _f(tf.ci_high), "trimfill_filled_yi": [float(x) for x in tf.filled_yi],
-            "trimfill_filled_vi": [float(x) for x in tf.filled_vi], "skipped_reason": None,
-        }  # fmt: skip
+        return small_study_fields(model.fit or meta_analysis(model.yi, model.vi, method="FE", ci="wald", level=a["level"]))
     return {
             "k": k, "egger_stat": None, "egger_pvalue": None, "trimfill_k0": None, "trimfill_estimate": None,
             "skipped_reason": f"k = {k} < {MIN_K_SMALL_STUDY}: small-study tests (Egger, trim-and-fill) not done",

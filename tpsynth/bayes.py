@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .results import BayesResult, BayesStudy
+
 
 def _lazy(module: str, name: str):
     """``module.name``, imported on first call: the Snakefile checks the priors of the config at parse time
@@ -587,35 +589,6 @@ def posterior(yi, vi, tau_prior: TauPrior, mu_prior: MuPrior | None = None, *, p
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class BayesResult:
-    """Summary of a Bayesian random-effects analysis (analysis scale; log scale for ratios)."""
-
-    k: int
-    tau_prior: str
-    tau_prior_source: str
-    mu_prior: str
-    estimate: float  # posterior median of mu
-    mean: float
-    sd: float | None  # None when infinite (Posterior.sd_finite)
-    ci_low: float  # equal-tailed credible interval
-    ci_high: float
-    hdi_low: float  # shortest credible interval
-    hdi_high: float
-    pi_low: float  # equal-tailed posterior predictive interval of a new study's true effect
-    pi_high: float
-    tau_median: float
-    tau_ci_low: float
-    tau_ci_high: float
-    prob_benefit: float | None
-    prob_important_benefit: float | None
-    mid: float | None
-    studies: list[dict]  # shrunken study estimates
-
-    def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
-
 #: Nodes of the posterior with a weight below this are left out of the per-study summaries: together they
 #: weigh at most (number of nodes) x 1e-18, a few 1e-15, which moves no quantile by more than that times
 #: the study's posterior SD.
@@ -721,11 +694,11 @@ def summarise(post: Posterior, *, level: float = 0.95, benefit: str | None = Non
     lo_hdi, hi_hdi = post.shortest(level)
     pb, pib = benefit_probabilities(post, benefit, mid)
     means, sds, qs = study_summaries(post, (0.5, a, 1 - a))
-    studies = [
-        {"study_id": study_ids[i] if study_ids else str(i), "median": float(qs[i, 0]), "mean": float(means[i]),
-         "sd": float(sds[i]), "ci_low": float(qs[i, 1]), "ci_high": float(qs[i, 2])}
+    studies = tuple(
+        BayesStudy(study_id=study_ids[i] if study_ids else str(i), median=float(qs[i, 0]), mean=float(means[i]),
+                   sd=float(sds[i]), ci_low=float(qs[i, 1]), ci_high=float(qs[i, 2]))
         for i in range(len(post.y))
-    ]  # fmt: skip
+    )  # fmt: skip
     return BayesResult(
         k=len(post.y), tau_prior=post.tau_prior.label, tau_prior_source=post.tau_prior.source,
         mu_prior=post.mu_prior.label, estimate=post.quantile(0.5), mean=mean, sd=sd,

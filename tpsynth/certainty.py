@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
 
 from scipy.special import ndtri
 
 from .measures import DICHOTOMOUS_MEASURES, RATIO_MEASURES
+from .results import Caveats
 
 LEVELS = ["high", "moderate", "low", "very low"]
 NO_EVIDENCE = "no usable evidence"  # the "rating" of an analysis with no usable study
@@ -44,30 +44,6 @@ DEFAULT_RULES = {
     "publication_bias_min_k": 10,
     "ratio_threshold": 1.25,
 }
-
-
-@dataclass(frozen=True)
-class Caveats:
-    """The caveats of one analysis (each explained by :func:`caveat_sentences`)."""
-
-    k: int
-    n: float
-    ois: float | None
-    n_over_ois: float | None
-    representative_sd: float | None
-    comparator_risk: float | None
-    small_trial_weight: float
-    largest_weight: float
-    ci_crosses_null: bool | None
-    ci_crosses_mid: bool | None
-    mid_on_analysis_scale: float | None
-    high_rob_weight: float
-    not_assessed_weight: float
-    derived_weight: float
-    low_confidence_weight: float
-    off_target_weight: float
-    some_concerns_weight: float = 0.0  # weight at some concerns (RoB 2) / moderate or no information (ROBINS-I)
-    rob_domains_high: tuple = ()  # ((domain label, weight share judged high in it), ...), domain data only
 
 
 def rules_from_config(config: dict) -> dict:

@@ -503,39 +503,38 @@ class MetaAnalysis:
             "slope": float(self.beta[j]), "slope_pvalue": float(self.pval[j]),
         }  # fmt: skip
 
-    def _analysis(self, measure, title, intervention, comparator) -> dict:
-        """The fit in the layout of ``results/analyses/{id}.json`` that the pipeline's figures read."""
-        from .analysis import MIN_K_SMALL_STUDY, _pooled_dict
+    def _analysis(self, measure, title, intervention, comparator):
+        """The fit as the typed analysis result (:class:`tpsynth.results.AnalysisResult`) that the
+        pipeline's figures draw: the same result type as :func:`tpsynth.analysis.run_analysis`."""
+        from .analysis import MIN_K_SMALL_STUDY, _f, _pooled_dict, small_study_fields
+        from .results import AnalysisResult
 
         level = self.level
         z = -special.ndtri((1 - level) / 2)
         studies = [
             {"study_id": s, "author": s, "year": None, "yi": float(y), "vi": float(v), "weight": float(w),
-             "ci_low": float(y - z * math.sqrt(v)), "ci_high": float(y + z * math.sqrt(v))}
+             "ci_low": float(y - z * math.sqrt(v)), "ci_high": float(y + z * math.sqrt(v)), "source": "contrast"}
             for s, y, v, w in zip(self.slab, self.yi, self.vi, self.weights, strict=True)
         ]  # fmt: skip
         out = {
-            "analysis_id": title, "settings": {"measure": measure, "level": level, "title": title},
+            "analysis_id": title,
+            "settings": {"measure": measure, "level": level, "title": title, "method": self.method, "ci": self.ci_method},
             "outcome": {"label": title}, "labels": {"intervention": [intervention], "comparator": [comparator]},
-            "studies": studies, "subgroups": [], "small_study": {},
+            "studies": studies,
         }  # fmt: skip
         if self.p == 1:
             out["pooled"] = {**_pooled_dict(self.as_pooled()), "measure": measure}
             if self.k >= MIN_K_SMALL_STUDY:
-                tf = self.trimfill()
-                out["small_study"] = {"egger_pvalue": self.egger().pvalue, "trimfill_k0": tf.k0,
-                                      "trimfill_filled_yi": tf.filled_yi.tolist(),
-                                      "trimfill_filled_vi": tf.filled_vi.tolist()}  # fmt: skip
+                out["small_study"] = small_study_fields(self)
         else:
-            out["pooled"] = {"measure": measure}
+            out["pooled"] = {"k": self.k, "measure": measure}
             out["meta_regression"] = {
-                "moderators": [c for c, _ in self.coding], "k": self.k, "tau2": self.tau2, "i2": self.i2, "r2": self.r2,
-                "qm": self.qm, "qm_df": self.qm_df, "qm_df2": self.qm_df2 if np.isfinite(self.qm_df2) else None,
-                "qm_pvalue": self.qm_pvalue, "method": self.method, "ci_method": self.ci_method,
-                "permutation_pvalue": None, "caveat": None,
-                "bubble": [self.bubble_data(c) for c, lv in self.coding if lv is None],
+                "moderators": [c for c, _ in self.coding], "k": self.k, "p": self.p, "terms": list(self.terms),
+                "tau2": _f(self.tau2), "i2": _f(self.i2), "r2": _f(self.r2), "qm": _f(self.qm), "qm_df": int(self.qm_df),
+                "qm_df2": _f(self.qm_df2), "qm_pvalue": _f(self.qm_pvalue), "method": self.method,
+                "ci_method": self.ci_method, "bubble": [self.bubble_data(c) for c, lv in self.coding if lv is None],
             }  # fmt: skip
-        return out
+        return AnalysisResult.from_dict(out, source="meta_analysis()")
 
     def _not_a_regression(self, what: str) -> None:
         if self.p != 1:

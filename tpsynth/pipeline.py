@@ -383,15 +383,18 @@ def run_ingest(
     return len(ev["arms"]), len(ev["flow"]), changed
 
 
-def run_one_analysis(slice_file: str, out_path: str) -> dict:
-    """Run one analysis on its evidence slice and write its JSON (with the slice's SHA-256)."""
+def run_one_analysis(slice_file: str, out_path: str):
+    """Run one analysis on its evidence slice and write its JSON (with the slice's SHA-256).
+
+    Returns the :class:`tpsynth.results.AnalysisResult` written.
+    """
     from .analysis import run_analysis
 
     data = Path(slice_file).read_bytes()
     sl = read_evidence(slice_file, data)
     res = run_analysis(sl["settings"], sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
-    res["evidence_sha256"] = sha256_bytes(data)
-    write_json(out_path, res)
+    res = res.with_evidence(sha256_bytes(data))
+    res.to_json(out_path)
     return res
 
 
@@ -419,7 +422,7 @@ def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str
     """Assemble the result tables and the final data flow from the per-analysis (and per-network) JSON files."""
     from . import tables
 
-    results = [tables.read_json(p) for p in analysis_jsons]
+    results = [tables.read_json(p) for p in analysis_jsons]  # the JSON layout, which the tables flatten
     flow = read_evidence(evidence_path, tables=("flow",))["flow"]
     t = tables.result_tables(results)
     tables.write_csv(outputs["pooled"], tables.POOLED_COLUMNS, t["pooled"])

@@ -35,7 +35,7 @@ def shipped():
 def test_shipped_bayes_matches_integrate(shipped, analysis_id):
     config, sheets, arms = shipped
     ref = REF["analyses"][analysis_id]
-    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=arms)
+    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=arms).to_dict()  # the JSON layout
     b = res["bayes"]
     assert (b["k"], b["tau_prior"], b["mu_prior"]) == (ref["k"], ref["tau_prior"], ref["mu_prior"])
     r = ref["result"]

@@ -45,7 +45,7 @@ def test_reference_covers_every_shipped_analysis(shipped):
 def test_shipped_analysis_matches_metafor(shipped, analysis_id):
     config, sheets, arms = shipped
     ref = REF["analyses"][analysis_id]
-    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=arms)
+    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=arms).to_dict()  # the JSON layout
     assert [s["study_id"] for s in res["studies"]] == list(np.atleast_1d(ref["study_id"]))
     assert_allclose([s["yi"] for s in res["studies"]], np.atleast_1d(ref["yi"]), rtol=1e-10, atol=1e-14)
     assert_allclose([s["vi"] for s in res["studies"]], np.atleast_1d(ref["vi"]), rtol=1e-10)

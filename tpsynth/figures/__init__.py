@@ -1,6 +1,7 @@
 """Publication figures of the analyses: forest plots, funnel plots and a summary figure.
 
-Every builder takes an analysis dict (the content of ``results/analyses/{id}.json``) and returns a
+Every builder takes a typed analysis result (:class:`tpsynth.results.AnalysisResult`, read from
+``results/analyses/{id}.json`` with ``AnalysisResult.from_json``) and returns a
 :class:`matplotlib.figure.Figure`; :func:`tpsynth.figures.common.save_all` writes PNG, SVG and PDF
 byte-identically on every run. ``matplotlib.pyplot`` is never imported (start-up cost); matplotlib
 itself is only imported by these modules, so the rest of the package stays fast to import.

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import matplotlib
 
+from ..results import AnalysisResult
+
 STYLE = {
     "font.family": "DejaVu Sans",
     "font.size": 8,
@@ -215,16 +217,15 @@ def save_all(fig: Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) 
 # ---------------------------------------------------------------------------------------------- numbers
 
 
-def level_pct(analysis: dict) -> str:
+def level_pct(analysis: AnalysisResult) -> str:
     """The confidence level as ``95%``."""
-    level = (analysis.get("settings") or {}).get("level") or 0.95
-    return f"{level * 100:g}%"
+    return f"{(analysis.level or 0.95) * 100:g}%"
 
 
-def method_text(pooled: dict) -> str:
+def method_text(method: str | None, ci_method: str | None) -> str:
     """The pooling method as written on the figures, e.g. ``Random effects, REML, HKSJ CI``."""
-    method = str(pooled.get("method") or "")
-    ci = str(pooled.get("ci_method") or "").lower()
+    method = str(method or "")
+    ci = str(ci_method or "").lower()
     ci_name = {"wald": "Wald CI", "hksj": "HKSJ CI", "hksj_adhoc": "HKSJ (ad hoc) CI", "knha": "HKSJ CI"}.get(
         ci, f"{ci} CI" if ci else ""
     )
@@ -274,14 +275,14 @@ def _clean_label(label: str) -> str:
     return s.strip(" ,/-")
 
 
-def side_label(analysis: dict, side: str, width: int = 34) -> str:
+def side_label(analysis: AnalysisResult, side: str, width: int = 34) -> str:
     """A short name of the intervention or comparator side for "Favours ..." labels.
 
     The analysis's ``labels[side]`` are used: a single label (without parenthetical remarks); for
     several labels their common leading words (at least two, e.g. "Botulinum toxin A") or, failing
     that, the matching side of the title ("X vs Y: ..."); otherwise the generic word ``side``.
     """
-    labels = [str(x) for x in ((analysis.get("labels") or {}).get(side) or []) if x]
+    labels = [str(x) for x in getattr(analysis.labels, side) if x]
     cleaned = [_clean_label(x) for x in labels]
     cleaned = [c for c in cleaned if c]
     if len(set(cleaned)) == 1 and len(cleaned[0]) <= width:
@@ -297,7 +298,7 @@ def side_label(analysis: dict, side: str, width: int = 34) -> str:
             common.pop()
         if len(common) >= 2 and len(" ".join(common)) <= width:
             return " ".join(common)
-    title = str((analysis.get("settings") or {}).get("title") or "")
+    title = str(analysis.settings.title or "")
     head = title.split(":")[0]
     parts = head.split(" vs ")
     if len(parts) == 2:
@@ -309,7 +310,7 @@ def side_label(analysis: dict, side: str, width: int = 34) -> str:
     return side
 
 
-def favours_labels(analysis: dict, width: int = 34) -> tuple[str, str]:
+def favours_labels(analysis: AnalysisResult, width: int = 34) -> tuple[str, str]:
     """("Favours <left side>", "Favours <right side>") for the x axis of the forest plot.
 
     Right of the null favours the intervention when the outcome's ``higher_is_better`` is true
@@ -317,7 +318,7 @@ def favours_labels(analysis: dict, width: int = 34) -> tuple[str, str]:
     good outcome such as responders too), otherwise the comparator. When the direction is unknown
     (``higher_is_better: null``, e.g. imported from Cochrane) the labels say only where values are higher.
     """
-    hib = (analysis.get("outcome") or {}).get("higher_is_better", False)
+    hib = analysis.outcome.higher_is_better
     if hib is None:
         return (
             f"Higher with {_lower_first(side_label(analysis, 'comparator', width))}",

@@ -21,6 +21,7 @@ import re
 from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
 
+from ..results import AnalysisResult, Study
 from . import common as c
 
 ROW = 0.2  # row height, inches
@@ -50,7 +51,7 @@ HEADER_NAMES = {
 SORT_KEYS = ("year", "author", "effect", "weight", "none")
 
 
-def _sort_studies(studies: list[dict], sort_by: str | None) -> list[dict]:
+def _sort_studies(studies: list[Study], sort_by: str | None) -> list[Study]:
     """Studies sorted by ``sort_by`` (default year); studies without the value go last."""
     key_name = (sort_by or "none").lower()
     if key_name not in SORT_KEYS:
@@ -60,31 +61,31 @@ def _sort_studies(studies: list[dict], sort_by: str | None) -> list[dict]:
     field = {"year": "year", "author": "author", "effect": "yi", "weight": "weight"}[key_name]
 
     def key(s):
-        v = s.get(field)
+        v = getattr(s, field)
         missing = v is None or (field != "author" and not c.isnum(v))
         if key_name == "weight" and not missing:
             v = -v  # heaviest first
-        return (missing, v if not missing else 0, str(s.get("author") or ""), str(s.get("study_id") or ""))
+        return (missing, v if not missing else 0, str(s.author or ""), str(s.study_id or ""))
 
     return sorted(studies, key=key)
 
 
-def study_label(s: dict, width: int = 27) -> str:
+def study_label(s: Study, width: int = 27) -> str:
     """``Author year`` with the dagger marks, shortened to ``width`` characters."""
-    name = str(s.get("author") or s.get("study_id") or "?")
-    year = s.get("year")
+    name = str(s.author or s.study_id or "?")
+    year = s.year
     tail = f" {int(year)}" if c.isnum(year) else ""
-    marks = (c.DAGGER if s.get("derived") else "") + (c.DDAGGER if s.get("low_confidence") else "")
+    marks = (c.DAGGER if s.derived else "") + (c.DDAGGER if s.low_confidence else "")
     tail += f" {marks}" if marks else ""
     return c.shorten(name, max(width - len(tail), 6)) + tail
 
 
-def _participants(studies: list[dict]) -> int | None:
+def _participants(studies: list[Study]) -> int | None:
     tot, any_n = 0, False
     for s in studies:
-        for key in ("n_intervention", "n_comparator"):
-            if c.isnum(s.get(key)):
-                tot += s[key]
+        for n in (s.n_intervention, s.n_comparator):
+            if c.isnum(n):
+                tot += n
                 any_n = True
     return round(tot) if any_n else None
 
@@ -107,8 +108,8 @@ class _Layout:
         return self.height - self.top - (row + 0.5) * ROW
 
 
-def _empty_figure(analysis: dict, message: str, ax=None):
-    title = c.wrap((analysis.get("settings") or {}).get("title") or analysis.get("analysis_id", ""), 80, 2)
+def _empty_figure(analysis: AnalysisResult, message: str, ax=None):
+    title = c.wrap(analysis.title, 80, 2)
     if ax is not None:  # the same two lines, in the user's axes
         ax.set_axis_off()
         ax.text(0.03, 0.9, title, fontsize=10, fontweight="bold", va="top", ha="left", transform=ax.transAxes)
@@ -128,17 +129,17 @@ FOREST_MAX_STUDIES = 300
 
 
 @c.styled
-def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
+def forest_figure(analysis: AnalysisResult, sort_by: str | None = "year", ax=None):
     """Forest plot of one analysis.
 
     Parameters
     ----------
-    analysis : dict
-        The analysis result (``results/analyses/{analysis_id}.json``): ``settings``, ``outcome``,
-        ``labels``, ``pooled``, ``studies``, ``subgroups``.
+    analysis : tpsynth.results.AnalysisResult
+        The analysis result (``AnalysisResult.from_json("results/analyses/{analysis_id}.json")``):
+        its ``settings``, ``outcome``, ``labels``, ``pooled``, ``studies``, ``subgroups`` and ``bayes``.
     sort_by : {"year", "author", "effect", "weight", "none"}, optional
         Order of the study rows (within each subgroup). Studies without the value go last.
-        ``None`` or ``"none"`` keeps the order of ``analysis["studies"]``.
+        ``None`` or ``"none"`` keeps the order of ``analysis.studies``.
     ax : matplotlib.axes.Axes, optional
         Draw into this axes instead of a new figure: the whole layout (text columns, plot panel as an
         inset axes, footnotes) fills it, with font and marker sizes scaled to it (:class:`common.Canvas`).
@@ -150,24 +151,23 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
         Without ``ax``, the figure; its height grows with the number of rows (one row per study, up to
         :data:`FOREST_MAX_STUDIES` studies; above, one summary line per group). With ``ax``, that axes.
     """
-    settings = analysis.get("settings") or {}
-    pooled = analysis.get("pooled") or {}
-    outcome = analysis.get("outcome") or {}
-    studies = [s for s in (analysis.get("studies") or []) if c.isnum(s.get("yi"))]
-    measure = str(pooled.get("measure") or settings.get("measure") or "")
+    pooled = analysis.pooled
+    outcome = analysis.outcome
+    studies = [s for s in analysis.studies if c.isnum(s.yi)]
+    measure = str(analysis.measure or "")
     ratio = c.is_ratio(measure)
-    k = int(pooled.get("k") or len(studies)) if studies else 0
+    k = int(pooled.k or len(studies)) if studies else 0
     if not studies:
         return _empty_figure(analysis, "No study with usable data", ax)
     level = c.level_pct(analysis)
-    single = k == 1 or str(pooled.get("method", "")).lower().startswith("single")
-    random = not single and str(pooled.get("method", "")).upper() not in {"FE", "EE", "CE", "MH", "PETO"}
-    dichotomous = ratio or measure == "RD" or outcome.get("type") == "dichotomous"
+    single = k == 1 or pooled.single
+    random = not single and str(pooled.method or "").upper() not in {"FE", "EE", "CE", "MH", "PETO"}
+    dichotomous = ratio or measure == "RD" or outcome.type == "dichotomous"
 
     # ------------------------------------------------------------------ rows
-    groups = analysis.get("subgroups") or []
+    groups = list(analysis.subgroups)
     rows: list[dict] = []
-    ordered: list[dict] = []
+    ordered: list[Study] = []
     many = len(studies) > FOREST_MAX_STUDIES  # summarised: one line per group instead of one row per study
 
     def study_rows(members):
@@ -179,14 +179,14 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
             ordered.append(s)
 
     if groups:
-        names = [g.get("subgroup") for g in groups]
+        names = [g.subgroup for g in groups]
         for g in groups:
-            members = _sort_studies([s for s in studies if s.get("subgroup") == g.get("subgroup")], sort_by)
-            rows.append({"kind": "heading", "text": str(g.get("subgroup"))})
+            members = _sort_studies([s for s in studies if s.subgroup == g.subgroup], sort_by)
+            rows.append({"kind": "heading", "text": str(g.subgroup)})
             study_rows(members)
             rows.append({"kind": "subtotal", "group": g, "studies": members})
             rows.append({"kind": "blank"})
-        rest = _sort_studies([s for s in studies if s.get("subgroup") not in names], sort_by)
+        rest = _sort_studies([s for s in studies if s.subgroup not in names], sort_by)
         if rest:
             rows.append({"kind": "heading", "text": "Subgroup not reported"})
             study_rows(rest)
@@ -195,10 +195,10 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
         study_rows(studies if many else _sort_studies(studies, sort_by))
         rows.append({"kind": "blank"})
     rows.append({"kind": "total"})
-    bayes = analysis.get("bayes") if not single else None
-    if bayes and c.isnum(bayes.get("estimate")):
+    bayes = analysis.bayes if not single else None
+    if bayes and c.isnum(bayes.estimate):
         rows.append({"kind": "bayes"})
-    has_pi = (not single) and k >= 3 and c.isnum(pooled.get("pi_low")) and c.isnum(pooled.get("pi_high"))
+    has_pi = (not single) and k >= 3 and c.isnum(pooled.pi_low) and c.isnum(pooled.pi_high)
     if has_pi:
         rows.append({"kind": "pi"})
     rows.append({"kind": "blank"})  # space between the last interval and the axis
@@ -207,7 +207,7 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
     stats_lines = _stats_lines(analysis, pooled, k, single, bool(groups))
     foot = _footnotes(analysis, measure, ordered, single, has_pi, level, random) + _rob_domain_note(ordered)
 
-    title = c.wrap(settings.get("title") or analysis.get("analysis_id", ""), 115, 2)
+    title = c.wrap(analysis.title, 115, 2)
     n_title = title.count("\n") + 1
     sub = _subtitle(outcome, measure, pooled, k, studies, single, level)
     top = 0.12 + n_title * 0.2 + 0.2 + 2 * ROW + 0.08  # title, subtitle, two header rows
@@ -261,21 +261,21 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
     ax_h = n_plot_rows * ROW
     plot_ax = cv.add_axes((PLOT_X0 / width, (ax_top - ax_h) / H, PLOT_W / width, ax_h / H))
     plot_ax.set_ylim(n_plot_rows - 0.5, -0.5)
-    points = [s["yi"] for s in studies] + [pooled.get("estimate")]
-    points += [g.get("estimate") for g in groups]
-    bounds = [b for s in studies for b in (s.get("ci_low"), s.get("ci_high"))]
-    bounds += [pooled.get("ci_low"), pooled.get("ci_high")]
+    points = [s.yi for s in studies] + [pooled.estimate]
+    points += [g.estimate for g in groups]
+    bounds = [b for s in studies for b in (s.ci_low, s.ci_high)]
+    bounds += [pooled.ci_low, pooled.ci_high]
     if has_pi:
-        bounds += [pooled.get("pi_low"), pooled.get("pi_high")]
+        bounds += [pooled.pi_low, pooled.pi_high]
     if bayes:
-        points.append(bayes.get("estimate"))
-        bounds += [bayes.get("ci_low"), bayes.get("ci_high")]
+        points.append(bayes.estimate)
+        bounds += [bayes.ci_low, bayes.ci_high]
     xlim = c.effect_axis(plot_ax, points, bounds, ratio)
 
     def disp(v):
         return c.to_display(v, ratio)
 
-    max_w = max((s.get("weight") or 0) for s in studies) or 1.0
+    max_w = max((s.weight or 0) for s in studies) or 1.0
     max_side = 0.8 * ROW * 72 * cv.scale
 
     def interval(y, lo, hi, gid, arrow_gid, **kw):
@@ -318,18 +318,17 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
         elif kind == "study":
             s, i = row["study"], row["i"]
             text(X_STUDY, y_in, study_label(s))
-            arms = s.get("arms_text") or {}
-            if s.get("source") == "contrast" or not (arms.get("intervention") or arms.get("comparator")):
+            arms = s.arms_text
+            if s.source == "contrast" or not (arms.intervention or arms.comparator):
                 text((X_INT + X_COMP) / 2, y_in, "reported contrast", ha="center", style="italic", color=c.GREY)
             else:
-                text(X_INT, y_in, c.shorten(arms.get("intervention") or c.DASH, 24), ha="center")
-                text(X_COMP, y_in, c.shorten(arms.get("comparator") or c.DASH, 24), ha="center")
-            w = s.get("weight")
+                text(X_INT, y_in, c.shorten(arms.intervention or c.DASH, 24), ha="center")
+                text(X_COMP, y_in, c.shorten(arms.comparator or c.DASH, 24), ha="center")
+            w = s.weight
             text(X_WEIGHT, y_in, f"{w:.1f}%" if c.isnum(w) else c.DASH, ha="right")
-            text(X_EFFECT, y_in, c.effect_text(s["yi"], s.get("ci_low"), s.get("ci_high"), ratio, digits),
-                 ha="center")  # fmt: skip
-            interval(r, s.get("ci_low"), s.get("ci_high"), f"study-ci-{i}", f"ci-arrow-{i}", color="black", lw=0.9)
-            e = disp(s["yi"])
+            text(X_EFFECT, y_in, c.effect_text(s.yi, s.ci_low, s.ci_high, ratio, digits), ha="center")
+            interval(r, s.ci_low, s.ci_high, f"study-ci-{i}", f"ci-arrow-{i}", color="black", lw=0.9)
+            e = disp(s.yi)
             if xlim[0] <= e <= xlim[1]:
                 side = max(max_side * ((w or 0) / max_w) ** 0.5, 2.5 * cv.scale) if c.isnum(w) else 3.0 * cv.scale
                 plot_ax.plot([e], [r], marker="s", ms=side, color=c.SQUARE, mec=c.SQUARE, mew=0.3, ls="none",
@@ -337,36 +336,34 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
             else:
                 plot_ax.plot([xlim[1] if e > xlim[1] else xlim[0]], [r], marker="s", ms=0.01, alpha=0,
                         gid=f"study-square-{i}", clip_on=False)  # fmt: skip
-            rob = str(s.get("rob_overall") or "not_assessed")
+            rob = str(s.rob_overall or "not_assessed")
             st = c.ROB_STYLE.get(rob, c.ROB_STYLE["not_assessed"])
             cv.add_line(Line2D([X_ROB + ROB_COL * len(doms)], [y_in], transform=inch, marker="o", ms=6.5, ls="none",
                                   mfc=st["color"] if st["fill"] else "white", mec=st["color"], mew=1.0,
                                   gid=f"rob-{i}"))  # fmt: skip
-            for j, dom in enumerate(((s.get("rob") or {}).get("domains") or [])[: len(doms)]):
-                sd = c.ROB_STYLE.get(dom["level"], c.ROB_STYLE["not_assessed"])
+            for j, dom in enumerate((s.rob.domains if s.rob else ())[: len(doms)]):
+                sd = c.ROB_STYLE.get(dom.level, c.ROB_STYLE["not_assessed"])
                 cv.add_line(Line2D([X_ROB + ROB_COL * j], [y_in], transform=inch, marker="o", ms=5.5, ls="none",
                                       mfc=sd["color"] if sd["fill"] else "white", mec=sd["color"], mew=0.9,
                                       gid=f"rob-{i}-d{j + 1}"))  # fmt: skip
         elif kind == "subtotal":
             g, members = row["group"], row["studies"]
             n = _participants(members)
-            gk = g.get("k") or len(members)
+            gk = g.k or len(members)
             lab = f"Subtotal (k = {gk}" + (f", {n} participants)" if n else ")")
             text(X_STUDY, y_in, lab, fontweight="bold")
-            wsum = sum(s.get("weight") or 0 for s in members)
+            wsum = sum(s.weight or 0 for s in members)
             text(X_WEIGHT, y_in, f"{wsum:.1f}%", ha="right", fontweight="bold")
-            text(X_EFFECT, y_in, c.effect_text(g.get("estimate"), g.get("ci_low"), g.get("ci_high"), ratio, digits),
-                 ha="center", fontweight="bold")  # fmt: skip
+            text(X_EFFECT, y_in, c.effect_text(g.estimate, g.ci_low, g.ci_high, ratio, digits), ha="center",
+                 fontweight="bold")  # fmt: skip
             if gk and gk > 1:
-                diamond(r, g.get("estimate"), g.get("ci_low"), g.get("ci_high"),
-                        f"diamond-subgroup-{_safe_id(g.get('subgroup'))}", c.SUB_DIAMOND)  # fmt: skip
-                het = f"Heterogeneity: \u03c4\u00b2 = {c.fmt_small(g.get('tau2'))}; I\u00b2 = {c.fmt(g.get('i2'), 0)}%"
+                diamond(r, g.estimate, g.ci_low, g.ci_high, f"diamond-subgroup-{_safe_id(g.subgroup)}", c.SUB_DIAMOND)
+                het = f"Heterogeneity: \u03c4\u00b2 = {c.fmt_small(g.tau2)}; I\u00b2 = {c.fmt(g.i2, 0)}%"
                 text(X_STUDY + 0.1, y_in - 0.62 * ROW, het, fontsize=6.5, color=c.GREY, va="center")
-            elif c.isnum(g.get("estimate")):
-                diamond(r, g.get("estimate"), g.get("ci_low"), g.get("ci_high"),
-                        f"diamond-subgroup-{_safe_id(g.get('subgroup'))}", c.SUB_DIAMOND)  # fmt: skip
+            elif c.isnum(g.estimate):
+                diamond(r, g.estimate, g.ci_low, g.ci_high, f"diamond-subgroup-{_safe_id(g.subgroup)}", c.SUB_DIAMOND)
         elif kind == "total":
-            n = pooled.get("n_participants")
+            n = pooled.n_participants
             n = round(n) if c.isnum(n) else _participants(studies)
             if single:
                 text(X_STUDY, y_in, "Single study, not pooled", fontweight="bold")
@@ -374,23 +371,21 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
                 lab = f"Total (k = {k}" + (f", {n} participants)" if n else ")")
                 text(X_STUDY, y_in, lab, fontweight="bold")
                 text(X_WEIGHT, y_in, "100.0%", ha="right", fontweight="bold")
-                text(X_EFFECT, y_in,
-                     c.effect_text(pooled.get("estimate"), pooled.get("ci_low"), pooled.get("ci_high"), ratio, digits),
+                text(X_EFFECT, y_in, c.effect_text(pooled.estimate, pooled.ci_low, pooled.ci_high, ratio, digits),
                      ha="center", fontweight="bold")  # fmt: skip
-                diamond(r, pooled.get("estimate"), pooled.get("ci_low"), pooled.get("ci_high"), "diamond-overall",
-                        c.DIAMOND)  # fmt: skip
+                diamond(r, pooled.estimate, pooled.ci_low, pooled.ci_high, "diamond-overall", c.DIAMOND)
         elif kind == "bayes":
             text(X_STUDY, y_in, f"Bayesian random effects ({level} credible interval)", fontweight="bold",
                  color=BAYES_COLOUR)  # fmt: skip
-            text(X_EFFECT, y_in, c.effect_text(bayes["estimate"], bayes.get("ci_low"), bayes.get("ci_high"), ratio,
-                                               digits), ha="center", fontweight="bold", color=BAYES_COLOUR)  # fmt: skip
-            diamond(r, bayes["estimate"], bayes.get("ci_low"), bayes.get("ci_high"), "diamond-bayes", BAYES_COLOUR)
+            text(X_EFFECT, y_in, c.effect_text(bayes.estimate, bayes.ci_low, bayes.ci_high, ratio, digits),
+                 ha="center", fontweight="bold", color=BAYES_COLOUR)  # fmt: skip
+            diamond(r, bayes.estimate, bayes.ci_low, bayes.ci_high, "diamond-bayes", BAYES_COLOUR)
         elif kind == "pi":
             text(X_STUDY, y_in, f"{level} prediction interval", color=c.PI_COLOUR)
-            lo, hi = c.to_display(pooled["pi_low"], ratio), c.to_display(pooled["pi_high"], ratio)
+            lo, hi = c.to_display(pooled.pi_low, ratio), c.to_display(pooled.pi_high, ratio)
             text(X_EFFECT, y_in, f"[{c.fmt_auto(lo, digits, ratio)}, {c.fmt_auto(hi, digits, ratio)}]", ha="center",
                  color=c.PI_COLOUR)  # fmt: skip
-            interval(r, pooled["pi_low"], pooled["pi_high"], "pi-bar", "pi-arrow", color=c.PI_COLOUR, lw=2.2)
+            interval(r, pooled.pi_low, pooled.pi_high, "pi-bar", "pi-arrow", color=c.PI_COLOUR, lw=2.2)
 
     # ------------------------------------------------------------------ below the table
     y_axis = H - top - ax_h
@@ -412,15 +407,14 @@ def forest_figure(analysis: dict, sort_by: str | None = "year", ax=None):
     return cv.result()
 
 
-def _rob_domain_note(studies: list[dict]) -> list[str]:
+def _rob_domain_note(studies: list[Study]) -> list[str]:
     """One footnote line naming the risk-of-bias domains of each tool used (when domain data exist)."""
     from ..rob import TOOLS
 
     tools: dict[str, int] = {}
     for s in studies:
-        rob = s.get("rob") or {}
-        if rob.get("domains"):
-            tools[rob["tool"]] = max(tools.get(rob["tool"], 0), len(rob["domains"]))
+        if s.rob and s.rob.domains:
+            tools[s.rob.tool] = max(tools.get(s.rob.tool, 0), len(s.rob.domains))
     lines = []
     for code, n in tools.items():
         t = TOOLS[code]
@@ -428,25 +422,25 @@ def _rob_domain_note(studies: list[dict]) -> list[str]:
     return [c.wrap(line, 190, 3) for line in lines]
 
 
-def _rob_domain_labels(studies: list[dict]) -> list[str]:
+def _rob_domain_labels(studies: list[Study]) -> list[str]:
     """Domain labels (D1 ...) of the risk-of-bias columns: those of the study with the most domains."""
     best: list[str] = []
     for s in studies:
-        doms = [d["domain"] for d in ((s.get("rob") or {}).get("domains") or [])]
+        doms = [d.domain for d in (s.rob.domains if s.rob else ())]
         if len(doms) > len(best):
             best = doms
     return best
 
 
 def _subtitle(outcome, measure, pooled, k, studies, single, level) -> str:
-    parts = [f"Outcome: {c.shorten(outcome.get('label') or '', 70)}"]
+    parts = [f"Outcome: {c.shorten(outcome.label or '', 70)}"]
     name = c.MEASURE_NAMES.get(measure, measure)
-    if measure == "MD" and outcome.get("reference_scale"):
-        lo, hi = outcome["reference_scale"]
+    if measure == "MD" and outcome.reference_scale:
+        lo, hi = outcome.reference_scale
         name += f" on a {lo:g}\u2013{hi:g} scale"
     parts.append(name)
-    parts.append(c.method_text(pooled))
-    n = pooled.get("n_participants")
+    parts.append(c.method_text(pooled.method, pooled.ci_method))
+    n = pooled.n_participants
     n = round(n) if c.isnum(n) else _participants(studies)
     parts.append(f"{k} {'study' if k == 1 else 'studies'}" + (f", {n} participants" if n else ""))
     return "   \u00b7   ".join(parts)
@@ -456,37 +450,37 @@ def _stats_lines(analysis, pooled, k, single, has_groups) -> list[str]:
     if single:
         return ["Heterogeneity and test for overall effect: not applicable (one study; its own estimate and CI)."]
     lines = []
-    tau2 = pooled.get("tau2")
+    tau2 = pooled.tau2
     tau = f"\u03c4\u00b2 = {c.fmt_small(tau2)}"
-    if c.isnum(tau2) and c.isnum(pooled.get("tau2_ci_low")) and c.isnum(pooled.get("tau2_ci_high")):
+    if c.isnum(tau2) and c.isnum(pooled.tau2_ci_low) and c.isnum(pooled.tau2_ci_high):
         d = c.small_digits(tau2)
-        upper = c.fmt_small(pooled["tau2_ci_high"], d)
-        if pooled.get("tau2_ci_capped"):
-            upper = f">{c.fmt_small(pooled['tau2_ci_high'], 0)}"  # the Q-profile search stopped at its limit
-        tau += f" [{c.fmt_small(pooled['tau2_ci_low'], d)}, {upper}]"
+        upper = c.fmt_small(pooled.tau2_ci_high, d)
+        if pooled.tau2_ci_capped:
+            upper = f">{c.fmt_small(pooled.tau2_ci_high, 0)}"  # the Q-profile search stopped at its limit
+        tau += f" [{c.fmt_small(pooled.tau2_ci_low, d)}, {upper}]"
     elif not c.isnum(tau2):
         tau = "\u03c4\u00b2 not estimated"
-    q = pooled.get("q")
-    qtxt = f"Q = {c.fmt(q)}, df = {pooled.get('q_df')} ({c.fmt_p(pooled.get('q_pvalue'))})" if c.isnum(q) else ""
-    i2 = pooled.get("i2")
+    q = pooled.q
+    qtxt = f"Q = {c.fmt(q)}, df = {pooled.q_df} ({c.fmt_p(pooled.q_pvalue)})" if c.isnum(q) else ""
+    i2 = pooled.i2
     i2txt = f"I\u00b2 = {c.fmt(i2, 0)}%"
-    if c.isnum(i2) and c.isnum(pooled.get("i2_ci_low")) and c.isnum(pooled.get("i2_ci_high")):
-        i2txt += f" [{c.fmt(pooled['i2_ci_low'], 0)}%, {c.fmt(pooled['i2_ci_high'], 0)}%]"
+    if c.isnum(i2) and c.isnum(pooled.i2_ci_low) and c.isnum(pooled.i2_ci_high):
+        i2txt += f" [{c.fmt(pooled.i2_ci_low, 0)}%, {c.fmt(pooled.i2_ci_high, 0)}%]"
     lines.append("Heterogeneity: " + "; ".join(x for x in (tau, qtxt, i2txt) if x))
-    est, se = pooled.get("estimate"), pooled.get("se")
+    est, se = pooled.estimate, pooled.se
     if c.isnum(est) and c.isnum(se) and se > 0:
         stat = est / se
-        if str(pooled.get("ci_method") or "").lower().startswith("hksj") and k > 1:
+        if str(pooled.ci_method or "").lower().startswith("hksj") and k > 1:
             test = f"t = {c.fmt(stat)}, df = {k - 1}"
         else:
             test = f"z = {c.fmt(stat)}"
-        lines.append(f"Test for overall effect: {test} ({c.fmt_p(pooled.get('pvalue'))})")
+        lines.append(f"Test for overall effect: {test} ({c.fmt_p(pooled.pvalue)})")
     if has_groups:
-        qb = pooled.get("q_between")
+        qb = pooled.q_between
         if c.isnum(qb):
             lines.append(
-                f"Test for subgroup differences: Q = {c.fmt(qb)}, df = {pooled.get('q_between_df')} "
-                f"({c.fmt_p(pooled.get('q_between_pvalue'))})"
+                f"Test for subgroup differences: Q = {c.fmt(qb)}, df = {pooled.q_between_df} "
+                f"({c.fmt_p(pooled.q_between_pvalue)})"
             )
         else:
             lines.append("Test for subgroup differences: not estimable")
@@ -494,24 +488,24 @@ def _stats_lines(analysis, pooled, k, single, has_groups) -> list[str]:
 
 
 def _footnotes(analysis, measure, studies, single, has_pi, level, random) -> list[str]:
-    outcome = analysis.get("outcome") or {}
+    outcome = analysis.outcome
     notes = []
     what = (
         f"Squares: study estimates (area proportional to weight) with {level} CIs; arrows: CI beyond the axis."
     )
     if not single:
-        what += f" Diamond: pooled estimate and its {level} CI ({c.method_text(analysis.get('pooled') or {})})."
+        what += f" Diamond: pooled estimate and its {level} CI ({c.method_text(analysis.pooled.method, analysis.pooled.ci_method)})."
     if has_pi:
         what += f" Red bar: {level} prediction interval."
-    b = analysis.get("bayes") if not single else None
-    if b and c.isnum(b.get("estimate")):
+    b = analysis.bayes if not single else None
+    if b and c.isnum(b.estimate):
         what += (f" Purple diamond: Bayesian random-effects posterior median and {level} credible interval (prior on"
-                 f" tau {b.get('tau_prior')}, {b.get('mu_prior')} prior on the effect).")  # fmt: skip
+                 f" tau {b.tau_prior}, {b.mu_prior} prior on the effect).")  # fmt: skip
     notes.append(what)
     if c.is_ratio(measure):
         notes.append(f"{c.MEASURE_NAMES[measure]}s on a log axis; values > 1 mean more events with the intervention.")
-    elif measure == "MD" and outcome.get("reference_scale"):
-        lo, hi = outcome["reference_scale"]
+    elif measure == "MD" and outcome.reference_scale:
+        lo, hi = outcome.reference_scale
         notes.append(
             f"Mean differences on a {lo:g}\u2013{hi:g} scale (every instrument rescaled); arm statistics as reported,"
             " on each instrument's own scale."
@@ -519,12 +513,12 @@ def _footnotes(analysis, measure, studies, single, has_pi, level, random) -> lis
     elif measure == "SMD":
         notes.append("Arm statistics as reported, on each instrument's own scale.")
     marks = []
-    if any(s.get("derived") for s in studies):
+    if any(s.derived for s in studies):
         marks.append(
             f"{c.DAGGER} statistics converted (e.g. SD from SE or CI, mean and SD from median and IQR or range,"
             " SE from a reported CI)"
         )
-    if any(s.get("low_confidence") for s in studies):
+    if any(s.low_confidence for s in studies):
         marks.append(f"{c.DDAGGER} low extraction confidence")
     if marks:
         notes.append("; ".join(marks) + ".")

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Polygon
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from ..results import AnalysisResult, SmallStudy
 from . import common as c
 
 CONTOURS = ((0.01, "#c4c4c4"), (0.05, "#dcdcdc"), (0.10, "#eeeeee"))  # outer to inner (p < level)
@@ -29,12 +30,12 @@ MANY_POINTS = 300
 
 
 @c.styled
-def funnel_figure(analysis: dict, ax=None):
+def funnel_figure(analysis: AnalysisResult, ax=None):
     """Contour-enhanced funnel plot of one analysis.
 
     Parameters
     ----------
-    analysis : dict
+    analysis : tpsynth.results.AnalysisResult
         The analysis result (``results/analyses/{analysis_id}.json``); uses ``studies`` (``yi``, ``vi``),
         ``pooled`` (``estimate``, ``measure``), ``small_study`` (Egger, trim-and-fill) and ``settings``.
     ax : matplotlib.axes.Axes, optional
@@ -48,17 +49,16 @@ def funnel_figure(analysis: dict, ax=None):
     matplotlib.figure.Figure or matplotlib.axes.Axes
         Without ``ax``, the figure (7 x 5 inches); with ``ax``, that axes.
     """
-    settings = analysis.get("settings") or {}
-    pooled = analysis.get("pooled") or {}
-    small = analysis.get("small_study") or {}
-    measure = str(pooled.get("measure") or settings.get("measure") or "")
+    pooled = analysis.pooled
+    small = analysis.small_study or SmallStudy(k=0)
+    measure = str(analysis.measure or "")
     ratio = c.is_ratio(measure)
-    level = (settings.get("level") or 0.95)
+    level = analysis.level or 0.95
     z_level = NormalDist().inv_cdf(1 - (1 - level) / 2)
-    studies = [s for s in (analysis.get("studies") or []) if c.isnum(s.get("yi")) and c.isnum(s.get("vi"))]
+    studies = [s for s in analysis.studies if c.isnum(s.yi) and c.isnum(s.vi)]
     k = len(studies)
 
-    name = "Funnel plot: " + str(settings.get("title") or analysis.get("analysis_id", ""))
+    name = "Funnel plot: " + str(analysis.title)
     if ax is None:
         fig = c.new_figure(7.0, 5.0)
         fig.text(0.02, 0.975, c.wrap(name, 85, 2), fontsize=9.5, fontweight="bold", va="top", ha="left")
@@ -75,12 +75,12 @@ def funnel_figure(analysis: dict, ax=None):
 
     if fig is not None:
         ax = fig.add_axes((0.1, 0.25, 0.6, 0.62))
-    yi = [s["yi"] for s in studies]
-    se = [math.sqrt(max(s["vi"], 0.0)) for s in studies]
-    fyi = [v for v in (small.get("trimfill_filled_yi") or []) if c.isnum(v)]
-    fvi = [v for v in (small.get("trimfill_filled_vi") or []) if c.isnum(v)]
+    yi = [s.yi for s in studies]
+    se = [math.sqrt(max(s.vi, 0.0)) for s in studies]
+    fyi = [v for v in small.trimfill_filled_yi if c.isnum(v)]
+    fvi = [v for v in small.trimfill_filled_vi if c.isnum(v)]
     filled = list(zip(fyi, [math.sqrt(max(v, 0.0)) for v in fvi], strict=False))
-    est = pooled.get("estimate")
+    est = pooled.estimate
     est = est if c.isnum(est) else sum(yi) / k
 
     se_max = max(se + [s for _, s in filled]) or 1.0
@@ -119,7 +119,7 @@ def funnel_figure(analysis: dict, ax=None):
     ax.plot([X(est + z_level * s) for s in ys], ys, ls="--", color="black", lw=0.8, zorder=2)
     ax.plot([X(est), X(est)], ys, color="black", lw=0.9, zorder=2, gid="funnel-estimate")
 
-    tf_est = small.get("trimfill_estimate")
+    tf_est = small.trimfill_estimate
     if filled and c.isnum(tf_est):
         ax.plot([X(tf_est)] * 2, ys, color=c.PI_COLOUR, lw=0.8, ls=":", zorder=2, gid="funnel-trimfill-estimate")
     if len(yi) > MANY_POINTS:  # one artist for all points: drawing time stays linear and small at any k
@@ -144,8 +144,8 @@ def funnel_figure(analysis: dict, ax=None):
     ax.set_yticks(yt, [c.fmt(t, 2 if se_max < 2 else 1) for t in yt])
     ax.set_ylim(se_max, 0)
     name = c.MEASURE_NAMES.get(measure, measure)
-    if measure == "MD" and (analysis.get("outcome") or {}).get("reference_scale"):
-        a, b = analysis["outcome"]["reference_scale"]
+    if measure == "MD" and analysis.outcome.reference_scale:
+        a, b = analysis.outcome.reference_scale
         name += f" ({a:g}\u2013{b:g} scale)"
     ax.set_xlabel(name + (" (log scale)" if ratio else ""), fontsize=8)
     ax.set_ylabel("Standard error", fontsize=8)
@@ -177,22 +177,22 @@ def funnel_figure(analysis: dict, ax=None):
     return fig
 
 
-def _caption(analysis: dict, small: dict, k: int, filled: list) -> list[str]:
+def _caption(analysis: AnalysisResult, small: SmallStudy, k: int, filled: list) -> list[str]:
     out = []
     if k < MIN_K_ASYMMETRY:
         out.append(
             f"Only {k} {'study' if k == 1 else 'studies'}: with fewer than {MIN_K_ASYMMETRY} studies funnel-plot "
             "asymmetry cannot be judged, and Egger's test and trim-and-fill were not done."
         )
-    elif small.get("skipped_reason"):
-        out.append(f"Small-study tests not done: {small['skipped_reason']}.")
-    if c.isnum(small.get("egger_pvalue")):
-        out.append(f"Egger's regression test: z = {c.fmt(small.get('egger_stat'))}, {c.fmt_p(small['egger_pvalue'])}.")
-    if c.isnum(small.get("trimfill_k0")):
-        ratio = c.is_ratio((analysis.get("pooled") or {}).get("measure"))
-        est = c.to_display(small.get("trimfill_estimate"), ratio)
+    elif small.skipped_reason:
+        out.append(f"Small-study tests not done: {small.skipped_reason}.")
+    if c.isnum(small.egger_pvalue):
+        out.append(f"Egger's regression test: z = {c.fmt(small.egger_stat)}, {c.fmt_p(small.egger_pvalue)}.")
+    if c.isnum(small.trimfill_k0):
+        ratio = c.is_ratio(analysis.measure)
+        est = c.to_display(small.trimfill_estimate, ratio)
         out.append(
-            f"Trim-and-fill: {int(small['trimfill_k0'])} studies filled"
+            f"Trim-and-fill: {int(small.trimfill_k0)} studies filled"
             + (" (open circles)" if filled else "")
             + (f", adjusted estimate {c.fmt_auto(est, 2, ratio)}." if est is not None else ".")
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from ..results import AnalysisResult
 from ..rob import SEVERITY, TOOLS
 from . import common as c
 
@@ -210,28 +211,28 @@ def summary_figure(rows: list[dict], weights: dict[str, float] | None = None, pa
     return fig
 
 
-def analysis_assessments(rows: list[dict], analysis: dict) -> tuple[list[dict], dict[str, float]]:
+def analysis_assessments(rows: list[dict], analysis: AnalysisResult) -> tuple[list[dict], dict[str, float]]:
     """The assessment each study of an analysis uses (outcome-specific, else all-outcomes) and its weight."""
     from ..rob import assessment_for
 
-    outcome = analysis["settings"]["outcome"]
+    outcome = analysis.settings.outcome
     chosen, weights = [], {}
-    for s in analysis.get("studies") or []:
-        r = assessment_for(rows, s["study_id"], outcome)
+    for s in analysis.studies:
+        r = assessment_for(rows, s.study_id, outcome)
         if r is not None:
             chosen.append(r)
-            weights[s["study_id"]] = float(s.get("weight") or 0.0)
+            weights[s.study_id] = float(s.weight or 0.0)
     return chosen, weights
 
 
-def write_rob_figures(rows: list[dict], studies: dict[str, dict], analyses: list[dict], palette: str,
+def write_rob_figures(rows: list[dict], studies: dict[str, dict], analyses: list[AnalysisResult], palette: str,
                       traffic_stem: str, summary_stem: str, analysis_stems: dict[str, str]) -> list:
     """Draw the traffic-light plot, the unweighted summary and one weighted summary per analysis."""
     written = list(c.save_all(traffic_light_figure(rows, studies, palette), traffic_stem))
     written += c.save_all(summary_figure(rows, None, palette, title="Risk of bias: all assessments"), summary_stem)
     for a in analyses:
         chosen, weights = analysis_assessments(rows, a)
-        title = f"Risk of bias weighted by study weight: {a['settings'].get('title') or a['analysis_id']}"
+        title = f"Risk of bias weighted by study weight: {a.title}"
         written += c.save_all(summary_figure(chosen, weights, palette, title=c.shorten(title, 110)),
-                              analysis_stems[a["analysis_id"]])  # fmt: skip
+                              analysis_stems[a.analysis_id])  # fmt: skip
     return written

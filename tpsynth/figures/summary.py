@@ -2,7 +2,7 @@
 
 Columns: analysis title, k, participants, pooled estimate with its CI, prediction interval, the plot
 (estimate, CI as a thick line, PI as a thin line) and the certainty of the evidence
-(``pooled["certainty"]`` when present, otherwise a dash). Analyses are grouped in blocks by measure
+(``pooled.certainty`` when rated, otherwise a dash). Analyses are grouped in blocks by measure
 (mean differences also by their reference scale), each with its own axis: differences linear around 0,
 ratios on a log axis around 1.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from matplotlib.lines import Line2D
 
+from ..results import AnalysisResult, Pooled
 from . import common as c
 
 ROW = 0.36
@@ -30,24 +31,20 @@ ORDER = ("MD", "SMD", "RD", "RR", "OR")
 BAYES_COLOUR = "#6a3d9a"  # as the Bayesian diamond of the forest plot
 
 
-def certainty_text(pooled: dict) -> str:
-    """The certainty of the evidence as stored in ``pooled["certainty"]`` (a string, or a dict with
-    ``rating``/``level``/``certainty``); a dash when absent."""
-    cert = (pooled or {}).get("certainty")
-    if isinstance(cert, dict):
-        cert = cert.get("rating") or cert.get("level") or cert.get("certainty") or cert.get("grade")
+def certainty_text(pooled: Pooled) -> str:
+    """The certainty of the evidence (``pooled.certainty``) with a capital; a dash when not rated."""
+    cert = pooled.certainty
     if cert is None or cert == "":
         return c.DASH
     s = str(cert).replace("_", " ")
     return s[:1].upper() + s[1:]
 
 
-def _block_key(a: dict) -> tuple:
-    p = a.get("pooled") or {}
-    m = str(p.get("measure") or (a.get("settings") or {}).get("measure") or "")
+def _block_key(a: AnalysisResult) -> tuple:
+    m = str(a.measure or "")
     scale = None
     if m == "MD":
-        rs = (a.get("outcome") or {}).get("reference_scale")
+        rs = a.outcome.reference_scale
         scale = tuple(rs) if rs else None
     return (ORDER.index(m) if m in ORDER else len(ORDER), m, scale)
 
@@ -63,12 +60,12 @@ def _block_title(key: tuple) -> str:
 
 
 @c.styled
-def summary_figure(analyses: list[dict]):
+def summary_figure(analyses: list[AnalysisResult]):
     """Summary of every analysis in one figure.
 
     Parameters
     ----------
-    analyses : list of dict
+    analyses : list of tpsynth.results.AnalysisResult
         Analysis results (``results/analyses/{analysis_id}.json``) in the order to show them within
         each measure block.
 
@@ -77,7 +74,7 @@ def summary_figure(analyses: list[dict]):
     matplotlib.figure.Figure
         One row per analysis, grouped in blocks by measure, each block with its own x axis.
     """
-    blocks: dict[tuple, list[dict]] = {}
+    blocks: dict[tuple, list[AnalysisResult]] = {}
     for a in analyses:
         blocks.setdefault(_block_key(a), []).append(a)
     keys = sorted(blocks, key=lambda t: (t[0], t[1], t[2] or ()))
@@ -119,11 +116,11 @@ def summary_figure(analyses: list[dict]):
         ax.set_ylim(len(rows) - 0.5, -0.5)
         pts, bnds = [], []
         for a in rows:
-            p = a.get("pooled") or {}
-            pts.append(p.get("estimate"))
-            bnds += [p.get("ci_low"), p.get("ci_high"), p.get("pi_low"), p.get("pi_high")]
-            b = a.get("bayes") or {}
-            bnds += [b.get("ci_low"), b.get("ci_high")]
+            p = a.pooled
+            pts.append(p.estimate)
+            bnds += [p.ci_low, p.ci_high, p.pi_low, p.pi_high]
+            if a.bayes:
+                bnds += [a.bayes.ci_low, a.bayes.ci_high]
         xlim = c.effect_axis(ax, pts, bnds, ratio)
         for r, a in enumerate(rows):
             _row(fig, ax, text, a, r, y - (r + 0.5) * ROW, ratio, xlim)
@@ -131,7 +128,7 @@ def summary_figure(analyses: list[dict]):
                 fig.add_artist(Line2D([LEFT, WIDTH - LEFT], [y - r * ROW] * 2, transform=inch, color="#e5e5e5",
                                       lw=0.5, zorder=0))  # fmt: skip
         y -= ax_h
-        dirs = {(a.get("outcome") or {}).get("higher_is_better", False) for a in rows}
+        dirs = {a.outcome.higher_is_better for a in rows}
         if len(dirs) == 1:
             hib = dirs.pop()
             left, right = ("comparator", "intervention") if hib else ("intervention", "comparator")
@@ -152,41 +149,41 @@ def summary_figure(analyses: list[dict]):
     return fig
 
 
-def _row(fig, ax, text, a: dict, r: int, y_in: float, ratio: bool, xlim) -> None:
-    p = a.get("pooled") or {}
-    aid = str(a.get("analysis_id") or r)
-    title = (a.get("settings") or {}).get("title") or aid
+def _row(fig, ax, text, a: AnalysisResult, r: int, y_in: float, ratio: bool, xlim) -> None:
+    p = a.pooled
+    aid = str(a.analysis_id or r)
+    title = a.settings.title or aid
     text(LEFT, y_in, c.wrap(title, 62, 2), fontsize=7.5, linespacing=1.05)
-    k = p.get("k") or 0
+    k = p.k or 0
     text(X_K, y_in, str(int(k)), ha="center")
-    n = p.get("n_participants")
+    n = p.n_participants
     text(X_N, y_in, f"{round(n)}" if c.isnum(n) and k else c.DASH, ha="center")
     cert = certainty_text(p)
     text(X_CERT, y_in, cert, ha="center", color="black" if cert != c.DASH else c.GREY, gid=f"certainty-{aid}")
-    if not k or not c.isnum(p.get("estimate")):
+    if not k or not c.isnum(p.estimate):
         text(X_EST, y_in, "no usable data", ha="center", color=c.GREY, style="italic")
         text(X_PI, y_in, c.DASH, ha="center", color=c.GREY)
         return
     single = k == 1
-    text(X_EST, y_in, c.effect_text(p["estimate"], p.get("ci_low"), p.get("ci_high"), ratio), ha="center")
+    text(X_EST, y_in, c.effect_text(p.estimate, p.ci_low, p.ci_high, ratio), ha="center")
     if single:
         text(X_PI, y_in, "single study", ha="center", color=c.GREY, fontsize=7, style="italic")
-    elif c.isnum(p.get("pi_low")) and c.isnum(p.get("pi_high")) and k >= 3:
-        lo, hi = c.to_display(p["pi_low"], ratio), c.to_display(p["pi_high"], ratio)
+    elif c.isnum(p.pi_low) and c.isnum(p.pi_high) and k >= 3:
+        lo, hi = c.to_display(p.pi_low, ratio), c.to_display(p.pi_high, ratio)
         text(X_PI, y_in, f"[{c.fmt_auto(lo, 2, ratio)}, {c.fmt_auto(hi, 2, ratio)}]", ha="center")
-        _interval(ax, r, p["pi_low"], p["pi_high"], ratio, xlim, f"summary-pi-{aid}", c.PI_COLOUR, 0.9)
+        _interval(ax, r, p.pi_low, p.pi_high, ratio, xlim, f"summary-pi-{aid}", c.PI_COLOUR, 0.9)
     else:
         text(X_PI, y_in, c.DASH, ha="center", color=c.GREY)
-    _interval(ax, r, p.get("ci_low"), p.get("ci_high"), ratio, xlim, f"summary-ci-{aid}", "black", 2.4)
-    b = a.get("bayes") if not single else None
-    if b and c.isnum(b.get("estimate")):
+    _interval(ax, r, p.ci_low, p.ci_high, ratio, xlim, f"summary-ci-{aid}", "black", 2.4)
+    b = a.bayes if not single else None
+    if b and c.isnum(b.estimate):
         yb = r + 0.3
-        _interval(ax, yb, b.get("ci_low"), b.get("ci_high"), ratio, xlim, f"summary-bayes-ci-{aid}", BAYES_COLOUR, 1.4)
-        eb = c.to_display(b["estimate"], ratio)
+        _interval(ax, yb, b.ci_low, b.ci_high, ratio, xlim, f"summary-bayes-ci-{aid}", BAYES_COLOUR, 1.4)
+        eb = c.to_display(b.estimate, ratio)
         if xlim[0] <= eb <= xlim[1]:
             ax.plot([eb], [yb], marker="D", ms=4.5, color=BAYES_COLOUR, mec="white", mew=0.5, ls="none", zorder=5,
                     gid=f"summary-bayes-{aid}")  # fmt: skip
-    e = c.to_display(p["estimate"], ratio)
+    e = c.to_display(p.estimate, ratio)
     if xlim[0] <= e <= xlim[1]:
         ax.plot([e], [r], marker="s" if single else "D", ms=6.5 if single else 7, color=c.SQUARE if single else
                 c.DIAMOND, mec="white", mew=0.6, ls="none", zorder=5, gid=f"summary-est-{aid}")  # fmt: skip
