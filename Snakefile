@@ -8,12 +8,12 @@ The tpsynth package must be installed in the environment that runs Snakemake and
 
 import sys
 
-from snakemake.utils import min_version, update_config, validate
+from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
 try:
-    from tpsynth.config import ConfigError, analysis_ids, read_config_file, validate_config
+    from tpsynth.config import ConfigError, analysis_ids, fill_defaults, read_config_file, validate_config
     from tpsynth.pipeline import evidence_out_of_date, mark_out_of_date, package_files, sheet_paths
 except ImportError as err:
     sys.exit(f"{err}: install the tpsynth package into this environment first (`pip install -e .`, or `make report`)")
@@ -38,13 +38,13 @@ try:
         _config = read_config_file(CONFIG_PATH)
         CONFIG_FILES = [CONFIG_PATH]
     update_config(_config, _overrides)
-    # every problem at once, as FILE: key a.b: message; then Snakemake's own check fills defaults
+    # every problem at once, as FILE: key a.b: message; then fill_defaults (below) fills the defaults
     validate_config(_config, ", ".join(CONFIG_FILES))
 except ConfigError as err:
     sys.exit(f"Invalid configuration:\n{err}")
 config.clear()
 config.update(_config)
-validate(config, "workflow/schemas/config.schema.yaml")
+fill_defaults(config)  # workflow/schemas/config.schema.yaml's defaults, as snakemake.utils.validate would
 
 SHEETS = sheet_paths(config)
 ANALYSES = analysis_ids(config)  # natural order: analysis_3_2 before analysis_3_10
