@@ -186,3 +186,25 @@ def test_results_follow_the_schema(bcg, tmp_path):
     bad = json.loads(json.dumps(results["bcg_alloc_common"]))
     bad["subgroup_regression"]["permutation_exact"] = "yes"
     assert list(validator.iter_errors(bad))
+
+
+def test_subgroup_test_with_hksj_is_written_as_f(bcg):
+    """With a common tau² and HKSJ the test for subgroup differences is metafor's F test, written as F(df1, df2),
+    not as a Q on df (the separate-subgroups test keeps RevMan's Q)."""
+    import copy
+
+    config, sheets, _ = bcg
+    config = copy.deepcopy(config)
+    config["analyses"]["bcg_alloc_common"]["ci"] = "hksj"
+    arms = harmonise(sheets)[0]
+    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=arms)
+    out = _case("bcg_alloc", "REML", "hksj")["out"]
+    assert out["QMdf"] == [2, 10]
+    prov = build.provenance([], [], None, "1700000000")
+    html = build.render(build.build_context(analyses=[res], config=config, studies=sheets.studies,
+                                            outcomes=sheets.outcomes, contrasts=sheets.contrasts, flow_rows=[],
+                                            arms=[], figures={}, prov=prov))  # fmt: skip
+    text = _text(html.split('id="analysis-bcg_alloc_common"', 1)[1].split("</section>", 1)[0])
+    f = f"F(2, 10) = {display.number(out['QM'])}, {display.p_value(out['QMp'])}"
+    assert f"Test for subgroup differences (the test of the subgroup factor in one model with a common tau², below): {f}." in text
+    assert "Test for subgroup differences: Q =" not in text
