@@ -197,7 +197,7 @@ def test_subgroup_test_with_hksj_is_written_as_f(bcg):
     config = copy.deepcopy(config)
     config["analyses"]["bcg_alloc_common"]["ci"] = "hksj"
     arms = harmonise(sheets)[0]
-    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=arms)
+    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=arms).to_dict()
     out = _case("bcg_alloc", "REML", "hksj")["out"]
     assert out["QMdf"] == [2, 10]
     prov = build.provenance([], [], None, "1700000000")
@@ -208,3 +208,23 @@ def test_subgroup_test_with_hksj_is_written_as_f(bcg):
     f = f"F(2, 10) = {display.number(out['QM'])}, {display.p_value(out['QMp'])}"
     assert f"Test for subgroup differences (the test of the subgroup factor in one model with a common tau², below): {f}." in text
     assert "Test for subgroup differences: Q =" not in text
+
+
+@pytest.mark.parametrize("ci", ["wald", "hksj"])
+def test_forest_plot_writes_the_common_tau2_test(bcg, ci):
+    """The forest plot's line for subgroup differences with a common tau²: metafor's QM (chi²) or F."""
+    import copy
+
+    from tpsynth.figures.forest import forest_figure
+
+    config, sheets, _ = bcg
+    config = copy.deepcopy(config)
+    config["analyses"]["bcg_alloc_common"]["ci"] = ci
+    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=harmonise(sheets)[0])
+    out = _case("bcg_alloc", "REML", ci)["out"]
+    texts = [t.get_text() for t in forest_figure(res).texts]
+    line = next(t for t in texts if t.startswith("Test for subgroup differences"))
+    if ci == "hksj":
+        assert line == f"Test for subgroup differences (common τ²): F(2, 10) = {display.number(out['QM'])} ({display.p_value(out['QMp'])})"
+    else:
+        assert line == f"Test for subgroup differences (common τ²): QM = {display.number(out['QM'])}, df = 2 ({display.p_value(out['QMp'])})"

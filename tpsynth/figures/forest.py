@@ -477,7 +477,18 @@ def _stats_lines(analysis, pooled, k, single, has_groups) -> list[str]:
         lines.append(f"Test for overall effect: {test} ({c.fmt_p(pooled.pvalue)})")
     if has_groups:
         qb = pooled.q_between
-        if c.isnum(qb):
+        sr = analysis.subgroup_regression  # subgroup_model common_tau2: the model's omnibus test (metafor QM)
+        if sr is not None and c.isnum(sr.qm) and c.isnum(sr.qm_df2):
+            lines.append(
+                f"Test for subgroup differences (common \u03c4\u00b2): F({sr.qm_df}, {c.fmt(sr.qm_df2, 0)}) = "
+                f"{c.fmt(sr.qm)} ({c.fmt_p(sr.qm_pvalue)})"
+            )
+        elif sr is not None and c.isnum(sr.qm):
+            lines.append(
+                f"Test for subgroup differences (common \u03c4\u00b2): QM = {c.fmt(sr.qm)}, df = {sr.qm_df} "
+                f"({c.fmt_p(sr.qm_pvalue)})"
+            )
+        elif c.isnum(qb):
             lines.append(
                 f"Test for subgroup differences: Q = {c.fmt(qb)}, df = {pooled.q_between_df} "
                 f"({c.fmt_p(pooled.q_between_pvalue)})"
