@@ -114,3 +114,21 @@ def test_cli_ok_when_nothing_is_left_out(ws):
     edit("data/raw/studies.csv", "d2015,Delta,2015,parallel,false,", "d2015,Delta,2015,parallel,true,")
     run = subprocess.run([sys.executable, "-m", "tpsynth", "validate"], capture_output=True, text=True)
     assert (run.returncode, run.stderr, run.stdout) == (0, "", "OK: 5 studies, 18 outcome rows, 2 contrast rows\n")
+
+
+def test_dataflow_rows_in_place_equal_copied(ws):
+    """collect lets dataflow_rows update the evidence's flow entries in place (copy=False): the rows are the
+    same as with copies, and with copies the entries given are left as they were."""
+    import copy
+
+    cfg = config()
+    sheets, _ = validate_sheets("data/raw/studies.csv", "data/raw/outcomes.csv", "data/raw/contrasts.csv", cfg)
+    from tpsynth.harmonise import harmonise
+
+    _, ingest = harmonise(sheets)
+    results = [run_analysis(analysis_settings(cfg, a), sheets, cfg) for a in cfg["analyses"]]
+    before = copy.deepcopy(ingest)
+    copied = dataflow_rows(ingest, results)
+    assert ingest == before
+    assert {r["state"] for r in copied} == {"used", "excluded"}
+    assert dataflow_rows(ingest, results, copy=False) == copied

@@ -437,7 +437,7 @@ def run_collect(analysis_jsons: list[str], evidence_path: str, outputs: dict[str
     tables.write_csv(outputs["meta_regression_fit"], tables.META_REGRESSION_FIT_COLUMNS, t["meta_regression_fit"])
     tables.write_csv(outputs["effects"], tables.EFFECT_COLUMNS, t["effects"])
     networks = [tables.read_json(p) for p in network_jsons]
-    tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results + networks))
+    tables.write_csv(outputs["dataflow"], tables.FLOW_COLUMNS, tables.dataflow_rows(flow, results + networks, copy=False))
 
 
 def network_slice(config: dict, evidence: dict, network_id: str) -> dict:
