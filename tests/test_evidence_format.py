@@ -113,7 +113,8 @@ def test_read_evidence_keeps_only_the_tables_asked_for(ingested):
 
 @pytest.mark.parametrize("text", [
     '{"a":1,"b":{"columns":{"x":[1,2]},"length":2},"c":[{"d":"}"}],"e":"\\u00e9,:"}',
-    ' { "a" : [1, {"b": 2}] ,\n "skip" : {"deep": [[[]]]} , "z": null }\n',
+    ' { "a" : [1, {"b": 2}] ,\n "skip" : {"deep": [[[]]], "d2": {"x": {}, "y": "}{"}} , "z": null }\n',
+    '{"skip": {}, "b": {"columns": {}, "length": 0}, "a": {"skip": 1}}',
     "{}", " { } ", "[1, 2]",
 ])  # fmt: skip
 def test_entries_decoded_one_at_a_time_equal_json_loads(text):
@@ -122,9 +123,12 @@ def test_entries_decoded_one_at_a_time_equal_json_loads(text):
     assert pipeline._load_entries(text, {"b", "skip"}) == expected
 
 
-@pytest.mark.parametrize("text", ['{"a":1 "b":2}', '{"a" 1}', '{"a":1,}', '{"a":1} x', "{1:2}", '{"a":1'])
+@pytest.mark.parametrize("text", ['{"a":1 "b":2}', '{"a" 1}', '{"a":1,}', '{"a":1} x', "{1:2}", '{"a":1',
+                                  '{"s": {"a" 1}, "b": 2}', '{"s": {"a": [1,]}}', '{"s": {"a": 1,}}', '{"s": {1: 2}}'])
 def test_entries_decoder_refuses_what_json_refuses(text):
+    """Also inside a skipped value, which is scanned without being kept."""
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
-    with pytest.raises(json.JSONDecodeError):
-        pipeline._load_entries(text, set())
+    for skip in (set(), {"s"}):
+        with pytest.raises(json.JSONDecodeError):
+            pipeline._load_entries(text, skip)

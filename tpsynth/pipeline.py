@@ -180,15 +180,25 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 
 def _load_entries(text: str, skip: set[str]):
     """``json.loads(text)`` of a JSON object, without the values of the keys in ``skip``: each top-level
-    value is decoded on its own and dropped at once when skipped. Not an object: decoded whole."""
+    value is decoded on its own, and a skipped one is only scanned (an object entry by entry, so at most
+    one of its leaves, e.g. one column of a table, is ever built). Not an object: decoded whole."""
     decoder = json.JSONDecoder()
     i = _SPACE.match(text, 0).end()
     if not text.startswith("{", i):
         return json.loads(text)
-    out = {}
+    out: dict = {}
+    end = _object(decoder, text, i, skip, out)
+    if text[end:].strip(" \t\n\r"):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return out
+
+
+def _object(decoder, text: str, i: int, skip: set[str] | None, out: dict | None) -> int:
+    """Scan the JSON object at ``text[i]``; put each value whose key is not in ``skip`` into ``out`` (None:
+    keep nothing, every value only scanned). Returns the index after the object."""
     i = _SPACE.match(text, i + 1).end()
     if text.startswith("}", i):
-        return out
+        return i + 1
     while True:
         key, i = decoder.raw_decode(text, i)
         if not isinstance(key, str):
@@ -196,17 +206,18 @@ def _load_entries(text: str, skip: set[str]):
         i = _SPACE.match(text, i).end()
         if not text.startswith(":", i):
             raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
-        value, i = decoder.raw_decode(text, _SPACE.match(text, i + 1).end())
-        if key not in skip:
-            out[key] = value
-        del value
+        i = _SPACE.match(text, i + 1).end()
+        if out is not None and key not in skip:
+            out[key], i = decoder.raw_decode(text, i)
+        elif text.startswith("{", i):
+            i = _object(decoder, text, i, None, None)
+        else:
+            i = decoder.raw_decode(text, i)[1]
         i = _SPACE.match(text, i).end()
         if text.startswith(",", i):
             i = _SPACE.match(text, i + 1).end()
         elif text.startswith("}", i):
-            if text[_SPACE.match(text, i + 1).end() :]:
-                raise json.JSONDecodeError("Extra data", text, i + 1)
-            return out
+            return i + 1
         else:
             raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
 
