@@ -126,7 +126,7 @@ def test_dataflow_rows_in_place_equal_copied(ws):
     from tpsynth.harmonise import harmonise
 
     _, ingest = harmonise(sheets)
-    results = [run_analysis(analysis_settings(cfg, a), sheets, cfg) for a in cfg["analyses"]]
+    results = [run_analysis(analysis_settings(cfg, a), sheets, cfg).to_dict() for a in cfg["analyses"]]
     before = copy.deepcopy(ingest)
     copied = dataflow_rows(ingest, results)
     assert ingest == before
