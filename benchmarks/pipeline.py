@@ -109,11 +109,11 @@ def figure_costs(wd: Path) -> dict[str, float]:
     from tpsynth.figures.common import METADATA, PNG_COMPRESS_LEVEL, PNG_DPI, STYLE
     from tpsynth.figures.forest import forest_figure
     from tpsynth.figures.funnel import funnel_figure
-    from tpsynth.tables import read_json
+    from tpsynth.results import AnalysisResult
 
     cost = {"draw (build the figure)": 0.0, "png": 0.0, "svg": 0.0, "pdf": 0.0}
     for path in sorted((wd / "results" / "analyses").glob("*.json")):
-        analysis = read_json(path)
+        analysis = AnalysisResult.from_json(path)
         for build in (forest_figure, funnel_figure):
             t0 = time.perf_counter()
             fig = build(analysis)
