@@ -149,3 +149,14 @@ def test_no_study_message_in_a_users_axes():
     fig, left, right = _two_panels()
     assert forest_figure(empty, ax=left) is left and funnel_figure(empty, ax=right) is right
     assert "No study with usable data" in _texts(left) and "No study with usable data" in _texts(right)
+
+
+def test_rows_keep_the_order_of_the_data_unless_sorted():
+    """As metafor's forest(): the studies in the order given (trial 1, 2, ..., 13, not trial 1, 10, 11, ...)."""
+    fit = meta_analysis(BCG["yi"], BCG["vi"], slab=SLAB)
+    texts = [t.get_text() for t in fit.forest(measure="RR").texts]
+    assert [t for t in texts if t.startswith("trial ")] == SLAB
+    texts = [t.get_text() for t in fit.forest(measure="RR", sort_by="effect").texts]
+    assert [t for t in texts if t.startswith("trial ")] == [SLAB[i] for i in np.argsort(fit.yi, kind="stable")]
+    with pytest.raises(ValueError, match="sort_by must be one of"):
+        fit.forest(sort_by="size")

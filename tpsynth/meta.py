@@ -545,10 +545,11 @@ class MetaAnalysis:
                              f"{', '.join(c for c, _ in self.coding)}: {hint}")  # fmt: skip
 
     def forest(self, measure: str = "", title: str = "Meta-analysis", intervention: str = "Intervention",
-               comparator: str = "Comparator", ax=None):  # fmt: skip
+               comparator: str = "Comparator", ax=None, sort_by: str = "none"):  # fmt: skip
         """Forest plot of an intercept-only fit, drawn by the pipeline's own code
         (:func:`tpsynth.figures.forest.forest_figure`).  ``measure`` (e.g. ``"RR"``) sets the axis
-        label and back-transforms ratio measures.
+        label and back-transforms ratio measures.  The rows keep the order of ``yi`` (``sort_by="none"``,
+        as metafor's ``forest()``); ``"effect"``, ``"weight"`` or ``"author"`` (the study label) sort them.
 
         Without ``ax``, returns a new matplotlib Figure (save it with
         :func:`tpsynth.figures.common.save_all` for byte-identical PNG, SVG and PDF).  With ``ax``
@@ -559,7 +560,7 @@ class MetaAnalysis:
         from .figures.forest import forest_figure
 
         self._not_a_regression("forest")
-        return forest_figure(self._analysis(measure, title, intervention, comparator), ax=ax)
+        return forest_figure(self._analysis(measure, title, intervention, comparator), sort_by=sort_by, ax=ax)
 
     def funnel(self, measure: str = "", title: str = "Meta-analysis", ax=None):
         """Contour-enhanced funnel plot (:func:`tpsynth.figures.funnel.funnel_figure`, with the
