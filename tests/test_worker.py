@@ -176,6 +176,30 @@ def test_killing_the_job_script_kills_the_job(running, tmp_path):
     assert not _alive(job)
 
 
+def test_socket_directories_of_dead_workers_are_removed_at_the_next_start(tmp_path):
+    import tempfile
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id no longer in use
+    dirs = {}
+    for name, pid in (("dead", gone.pid), ("running", os.getpid())):
+        d = Path(tempfile.mkdtemp(prefix=worker._PREFIX))
+        (d / "socket").write_text("")
+        (d / "pid").write_text(str(pid))
+        os.utime(d, (time.time() - 3600, time.time() - 3600))
+        dirs[name] = d
+    fresh = Path(tempfile.mkdtemp(prefix=worker._PREFIX))  # being set up by another run: too young to judge
+    try:
+        worker._remove_stale()
+        assert not dirs["dead"].exists()
+        assert dirs["running"].exists() and fresh.exists()
+    finally:
+        for d in (dirs["running"], fresh):
+            for p in d.iterdir():
+                p.unlink()
+            d.rmdir()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:

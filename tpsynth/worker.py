@@ -304,6 +304,7 @@ def serve(sock_path: str, parent: int) -> None:
         listener.close()
         if os.getppid() != parent:  # Snakemake was killed: nobody else will remove the socket
             Path(sock_path).unlink(missing_ok=True)
+            Path(sock_path).with_name("pid").unlink(missing_ok=True)
             try:
                 Path(sock_path).parent.rmdir()
             except OSError:
@@ -344,7 +345,37 @@ class Worker:
             del os.environ[ENV]
         for p in Path(self.directory).glob("*"):
             p.unlink(missing_ok=True)
-        Path(self.directory).rmdir()
+        try:
+            Path(self.directory).rmdir()
+        except FileNotFoundError:
+            pass
+
+
+_PREFIX = "tpsynth-worker-"
+
+
+def _remove_stale(min_age: float = 60.0) -> None:
+    """Remove the socket directories of workers that died without stopping (e.g. the whole run was killed
+    with SIGKILL): this user's ``tpsynth-worker-*`` directories whose worker process is gone."""
+    for d in Path(tempfile.gettempdir()).glob(_PREFIX + "*"):
+        try:
+            st = d.stat()
+            if st.st_uid != os.getuid() or time.time() - st.st_mtime < min_age:
+                continue  # another user's, or one just being set up
+            pid_file = d / "pid"
+            if pid_file.exists():
+                try:
+                    os.kill(int(pid_file.read_text(encoding="ascii")), 0)
+                    continue  # its worker is running
+                except ProcessLookupError:
+                    pass
+                except (PermissionError, ValueError):
+                    continue
+            for p in d.iterdir():
+                p.unlink()
+            d.rmdir()
+        except OSError:
+            continue
 
 
 def start(log_path: str | None = None, wait: bool = True) -> Worker | None:
@@ -367,7 +398,8 @@ def _start(log_path: str | None, wait: bool) -> Worker | None:
     if log_path:  # one line per job (appended by each job's supervisor), and any import failure
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         Path(log_path).write_text("", encoding="utf-8")
-    directory = tempfile.mkdtemp(prefix="tpsynth-worker-")  # mode 0700: only this user can connect
+    _remove_stale()
+    directory = tempfile.mkdtemp(prefix=_PREFIX)  # mode 0700: only this user can connect
     sock_path = os.path.join(directory, "socket")
     err = open(log_path, "a", encoding="utf-8") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
@@ -376,6 +408,7 @@ def _start(log_path: str | None, wait: bool) -> Worker | None:
     )  # fmt: skip
     if err is not subprocess.DEVNULL:
         err.close()
+    Path(directory, "pid").write_text(str(proc.pid), encoding="ascii")  # for _remove_stale
     deadline = time.monotonic() + 10
     while wait and not os.path.exists(sock_path):  # bound within milliseconds; the imports come after
         if proc.poll() is not None or time.monotonic() > deadline:
