@@ -132,3 +132,26 @@ def test_entries_decoder_refuses_what_json_refuses(text):
     for skip in (set(), {"s"}):
         with pytest.raises(json.JSONDecodeError):
             pipeline._load_entries(text, skip)
+
+
+def test_parse_time_check_reads_only_the_head(ingested, monkeypatch):
+    """evidence.json starts with format, config_sha256 and sheets; the Snakefile's parse-time check reads
+    them from the file's first bytes and never decodes the tables (hundreds of MB at 100,000 studies)."""
+    config, ev = ingested
+    path = "data/processed/evidence.json"
+    text = open(path, encoding="utf-8").read()
+    assert text.startswith('{"format":"tpsynth-evidence/2","config_sha256":"')
+    full = pipeline.read_evidence(path)
+    head = pipeline.evidence_head(path)
+    assert head == {k: full[k] for k in pipeline.HEAD}
+    assert pipeline.evidence_out_of_date(path, config) == []
+    # everything after the head is unreadable: the check does not notice, so it did not read it
+    cut = text.index(',"arms":')
+    open(path, "w", encoding="utf-8").write(text[:cut] + ',"arms":' + "[" * 10 + "x" * (2 * pipeline.HEAD_BYTES))
+    assert pipeline.evidence_head(path) == head
+    assert pipeline.evidence_out_of_date(path, config) == []
+    # a file in another key order (e.g. sorted keys) is read whole, tables scanned
+    open(path, "w", encoding="utf-8").write(json.dumps(_as_rows_json(ev), sort_keys=True))
+    assert pipeline.evidence_head(path) == head
+    open(path, "w", encoding="utf-8").write("not json")
+    assert pipeline.evidence_out_of_date(path, config) == [path]

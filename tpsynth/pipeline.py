@@ -103,7 +103,7 @@ def evidence_out_of_date(evidence_path: str | Path, config: dict) -> list[str]:
     if not path.is_file():
         return []
     try:
-        ev = json.loads(path.read_text(encoding="utf-8"))
+        ev = evidence_head(path)
         recorded = {s["path"]: s["sha256"] for s in ev["sheets"]}
         recorded_config = ev.get("config_sha256")
     except (ValueError, KeyError, TypeError):
@@ -154,6 +154,43 @@ def build_evidence(config: dict) -> dict:
         "risk_of_bias": sheets.risk_of_bias,  # checked rows (with domains and the overall judgement)
         "prisma": dataclasses.asdict(sheets.prisma) if sheets.prisma is not None else None,  # checked counts
     }
+
+
+#: Bytes of evidence.json read by :func:`evidence_head` before it falls back to the whole file.
+HEAD_BYTES = 1 << 20
+
+
+def evidence_head(path: str | Path) -> dict:
+    """The :data:`HEAD` entries of evidence.json (format, config_sha256, sheets), read from the file's first
+    bytes: the Snakefile calls this at parse time, which must not decode the whole evidence (hundreds of MB
+    at 100,000 studies). A file whose first entries are not these (written otherwise) is read whole, with
+    its tables only scanned."""
+    with open(path, "rb") as fh:
+        start = fh.read(HEAD_BYTES)
+    text = start.decode("utf-8", errors="ignore")  # a character cut at the end lies past the head
+    decoder = json.JSONDecoder()
+    head: dict = {}
+    i = _SPACE.match(text, 0).end()
+    if text.startswith("{", i):
+        i += 1
+        try:
+            while set(HEAD) - set(head):
+                i = _SPACE.match(text, i).end()
+                key, i = decoder.raw_decode(text, i)
+                i = _SPACE.match(text, i).end()
+                if key not in HEAD or not text.startswith(":", i):
+                    break
+                head[key], i = decoder.raw_decode(text, _SPACE.match(text, i + 1).end())
+                i = _SPACE.match(text, i).end()
+                if not text.startswith(",", i):
+                    break
+                i += 1
+        except json.JSONDecodeError:
+            pass
+    if not set(HEAD) - set(head):
+        return head
+    full = _load_entries(Path(path).read_text(encoding="utf-8"), set(TABLES))
+    return {k: full[k] for k in HEAD if k in full} if isinstance(full, dict) else full
 
 
 def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str, ...] | None = None) -> dict:
@@ -305,11 +342,17 @@ def _table_chunks(rows: list[dict]):
     yield '},"length":' + str(len(rows)) + "}"
 
 
+#: Small keys written first in evidence.json and the slices, in this order (then the others, sorted): the
+#: parse-time check reads them from the file's first bytes (:func:`evidence_head`).
+HEAD = ("format", "config_sha256", "sheets")
+
+
 def _json_chunks(obj: dict):
-    """The text of evidence.json or a slice (a dict with sorted keys, its :data:`TABLES` by columns) in
-    pieces, so that a large file is written without its whole text in memory."""
+    """The text of evidence.json or a slice (a dict: the :data:`HEAD` keys first, then the others sorted; its
+    :data:`TABLES` by columns) in pieces, so that a large file is written without its whole text in memory."""
     yield "{"
-    for i, key in enumerate(sorted(obj)):
+    keys = [k for k in HEAD if k in obj] + sorted(k for k in obj if k not in HEAD)
+    for i, key in enumerate(keys):
         yield ("," if i else "") + _dumps(key) + ":"
         if key in TABLES and isinstance(obj[key], list):
             yield from _table_chunks(obj[key])
