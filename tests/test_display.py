@@ -69,7 +69,7 @@ def test_forest_summary_figure_and_report_write_one_result_alike(fixture_inputs)
     forest = [t.get_text() for t in forest_figure(res).texts]
     summary = [t.get_text() for t in summary_figure([res]).texts]
     assert bracket in forest and bracket in summary
-    assert build.effect_summary(res.to_dict())["text"] == f"{nums[0]} (95% CI {nums[1]} to {nums[2]})"
+    assert build.effect_summary(res)["text"] == f"{nums[0]} (95% CI {nums[1]} to {nums[2]})"
     # the p-value of the test for overall effect: the same digits in the forest plot and the report filter
     assert any(d.p_value(p.pvalue) in t for t in forest)
     assert f"p {build.pval(p.pvalue)}" == d.p_value(p.pvalue)

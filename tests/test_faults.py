@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -101,8 +102,8 @@ def test_report_refuses_results_not_computed_from_its_evidence(tmp_path, monkeyp
     monkeypatch.chdir(wd)
     config = load_config("config/config.yaml")
     ev = build_evidence(config)
-    analyses = [
-        {"analysis_id": a, "evidence_sha256": sha256_bytes(_json_text(evidence_slice(config, ev, a)).encode())}
+    analyses = [  # the two fields of an AnalysisResult that the check reads
+        SimpleNamespace(analysis_id=a, evidence_sha256=sha256_bytes(_json_text(evidence_slice(config, ev, a)).encode()))
         for a in ("pain_md", "resp_rr")
     ]
     check_results_match_evidence(config, ev, analyses, "evidence.json")  # consistent: no error

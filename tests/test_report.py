@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import os
 import re
@@ -26,6 +25,7 @@ import yaml
 
 from tpsynth.config import load_config
 from tpsynth.report import build
+from tpsynth.results import AnalysisResult
 from tpsynth.validate import load_sheets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def inputs(workspace):
     config = load_config(wd / "config/config.yaml")
     data = {k: str(wd / v) for k, v in config["data"].items() if v}
     sheets = load_sheets({**config, "data": data})
-    analyses = [json.loads((wd / f"results/analyses/{a}.json").read_text()) for a in IDS]
+    analyses = [AnalysisResult.from_json(wd / f"results/analyses/{a}.json") for a in IDS]
     figures = {k: build.data_uri(v) for k, v in _figure_paths(wd).items()}
     prov = build.provenance([("config/config.yaml", str(wd / "config/config.yaml"))], [], None, "1700000000")
     return {
@@ -215,28 +215,28 @@ def test_summary_of_findings_rows(inputs):
     parser = _Tables("sof")
     parser.feed(html)
     assert parser.rows == len(IDS)
-    rows = {a["analysis_id"]: build.sof_row(a) for a in inputs["analyses"]}
+    rows = {a.analysis_id: build.sof_row(a) for a in inputs["analyses"]}
     md = rows["pain_md"]
     assert md["effect"]["label"] == "MD, points on 0–10"
     assert md["k"] == 4 and md["participants"] == 268
     assert md["certainty"] in {"high", "moderate", "low", "very low"}
     assert md["plain_language"] and md["plain_language"] in html
-    smd = next(a for a in inputs["analyses"] if a["analysis_id"] == "pain_smd")
-    if smd["smd_in_points"]:
+    smd = next(a for a in inputs["analyses"] if a.analysis_id == "pain_smd")
+    if smd.smd_in_points:
         assert rows["pain_smd"]["effect"]["points_text"].startswith("≈ ")
-        assert build.num(smd["smd_in_points"]["estimate"]) in rows["pain_smd"]["effect"]["points_text"]
+        assert build.num(smd.smd_in_points.estimate) in rows["pain_smd"]["effect"]["points_text"]
 
 
 @pytest.mark.pipeline
 def test_ratio_measures_are_exponentiated(inputs):
-    rr = next(a for a in inputs["analyses"] if a["analysis_id"] == "resp_rr")
-    p = rr["pooled"]
+    rr = next(a for a in inputs["analyses"] if a.analysis_id == "resp_rr")
+    p = rr.pooled
     eff = build.effect_summary(rr)
-    assert eff["estimate"] == pytest.approx(math.exp(p["estimate"]))
-    assert eff["ci_low"] == pytest.approx(math.exp(p["ci_low"]))
-    assert eff["ci_high"] == pytest.approx(math.exp(p["ci_high"]))
-    assert eff["text"].startswith(build.ratio(math.exp(p["estimate"])) + " (95% CI ")
-    assert build.ratio(math.exp(p["ci_high"])) in eff["text"]
+    assert eff["estimate"] == pytest.approx(math.exp(p.estimate))
+    assert eff["ci_low"] == pytest.approx(math.exp(p.ci_low))
+    assert eff["ci_high"] == pytest.approx(math.exp(p.ci_high))
+    assert eff["text"].startswith(build.ratio(math.exp(p.estimate)) + " (95% CI ")
+    assert build.ratio(math.exp(p.ci_high)) in eff["text"]
     assert "values above 1 favour" in eff["favours"]
     # by hand: log RR 0 is RR 1, log(2) is 2
     assert build.effect_text("RR", 0.0, math.log(0.5), math.log(2.0)) == "1.00 (95% CI 0.50 to 2.00)"
@@ -250,7 +250,7 @@ def test_text_from_the_data_is_escaped(inputs):
     studies[0]["author"] = XSS
     studies[0]["citation"] = 'Evil "quoted" & <b>bold</b>'
     studies[0]["source"] = 'https://example.org/a"onmouseover="x <img src=x>'
-    analyses = copy.deepcopy(inputs["analyses"])
+    analyses = [a.to_dict() for a in inputs["analyses"]]
     for a in analyses:
         a["notes"].append(f"note {XSS}")
         for s in a["studies"]:
@@ -259,7 +259,7 @@ def test_text_from_the_data_is_escaped(inputs):
                 s["notes"] = [XSS]
         a["settings"]["title"] = f"{a['settings']['title']} {XSS}"
         a["caveat_sentences"].append("<i>caveat</i>")
-    html = _render(inputs, studies=studies, analyses=analyses)
+    html = _render(inputs, studies=studies, analyses=[AnalysisResult.from_dict(a) for a in analyses])
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "note &lt;script&gt;" in html
@@ -309,16 +309,16 @@ def test_methods_follow_config_and_data(inputs):
 
 @pytest.mark.pipeline
 def test_sections_cover_heterogeneity_sensitivity_and_small_study(inputs):
-    a = next(a for a in inputs["analyses"] if a["analysis_id"] == "pain_md")
+    a = next(a for a in inputs["analyses"] if a.analysis_id == "pain_md")
     sec = build.analysis_section(a, inputs["figures"])
     assert sec["heterogeneity"]["estimable"]
     assert sec["sensitivity"]["loo_range"] is not None
-    assert len(sec["sensitivity"]["leave_one_out"]) == a["pooled"]["k"]
-    assert len(sec["sensitivity"]["cumulative"]) == a["pooled"]["k"]
+    assert len(sec["sensitivity"]["leave_one_out"]) == a.pooled.k
+    assert len(sec["sensitivity"]["cumulative"]) == a.pooled.k
     assert "k = 4 < 10" in sec["small_study"]["skipped_reason"]
     html = _render(inputs)
     assert str(build.escape(sec["small_study"]["skipped_reason"])) in html
-    for sentence in a["caveat_sentences"]:
+    for sentence in a.caveat_sentences:
         assert str(build.escape(sentence)) in html
 
 
@@ -455,13 +455,13 @@ def test_title_question_population_from_config(inputs):
 
 @pytest.mark.pipeline
 def test_no_usable_evidence_has_no_badge_and_no_plots(inputs):
-    analyses = copy.deepcopy(inputs["analyses"])
+    analyses = [x.to_dict() for x in inputs["analyses"]]
     a = next(x for x in analyses if x["analysis_id"] == "pain_md")
     a["pooled"] = {"k": 0, "n_participants": 0, "measure": "MD", "certainty": "no usable evidence",
                    "certainty_reasons": "no study with usable data", "notes": []}  # fmt: skip
     a.update(studies=[], sensitivity=[], subgroups=[], bayes=None, bayes_sensitivity=[], bayes_note="no usable study",
              small_study={"k": 0, "skipped_reason": "no studies"}, imprecision_judged_on=None)  # fmt: skip
-    html = _render(inputs, analyses=analyses)
+    html = _render(inputs, analyses=[AnalysisResult.from_dict(x) for x in analyses])
     sec = html[html.index(f'id="{build.anchor("pain_md")}"'):]
     sec = sec[: sec.index("</section>")]
     assert "No usable evidence." in sec and "<img" not in sec and "cert-" not in sec
@@ -473,8 +473,8 @@ def test_no_usable_evidence_has_no_badge_and_no_plots(inputs):
 @pytest.mark.pipeline
 def test_bayesian_section_and_headline_in_report(inputs):
     html = _render(inputs)
-    md = next(x for x in inputs["analyses"] if x["analysis_id"] == "pain_md")
-    assert md["pooled"]["k"] < 5 and md["bayes"]["headline"]
+    md = next(x for x in inputs["analyses"] if x.analysis_id == "pain_md")
+    assert md.pooled.k < 5 and md.bayes.headline
     assert "credible interval" in html and "Prior sensitivity" in html
     assert "Imprecision judged on the Bayesian 95% credible interval" in html
     assert 'id="glossary"' in html and "Q-profile" in html

@@ -7,9 +7,32 @@ import math
 import pytest
 
 from tpsynth.report import clinical
+from tpsynth.results import AnalysisResult
+
+CAVEAT_DEFAULTS = dict.fromkeys(  # the caveats these tests do not look at
+    ["ois", "n_over_ois", "ci_crosses_null", "ci_crosses_mid"], None) | dict.fromkeys(
+    ["small_trial_weight", "largest_weight", "high_rob_weight", "not_assessed_weight", "derived_weight",
+     "low_confidence_weight", "off_target_weight"], 0.0) | {"k": 0, "n": 0.0}  # fmt: skip
 
 
-def result(measure="RR", k=2, est=0.5, lo=-7.0, hi=8.0, bayes=True, headline=True, p0=0.25, mid=None,
+def typed(a: dict) -> AnalysisResult:
+    """The hand-made result as the report reads it: the parts these tests do not set are filled in."""
+    a = {**a, "labels": {"intervention": ["needling"], "comparator": ["sham"]},
+         "settings": {"title": "needling vs sham", **a["settings"]},
+         "pooled": {"measure": a["settings"]["measure"], **a["pooled"]},
+         "caveats": {**CAVEAT_DEFAULTS, **a["caveats"]},
+         "studies": [{"yi": 0.0, "vi": 1.0, "ci_low": -2.0, "ci_high": 2.0, "weight": 50.0, "source": "arms", **s}
+                     for s in a.get("studies", [])]}  # fmt: skip
+    if a["bayes"]:
+        a["bayes"] = {"k": a["pooled"]["k"], "mean": 0.5, "sd": 0.6, "studies": [], "headline_below_k": 5, **a["bayes"]}
+    return AnalysisResult.from_dict(a, source="test")
+
+
+def result(*args, **kw) -> AnalysisResult:
+    return typed(result_dict(*args, **kw))
+
+
+def result_dict(measure="RR", k=2, est=0.5, lo=-7.0, hi=8.0, bayes=True, headline=True, p0=0.25, mid=None,
            higher_is_better=True, rep_sd=None):  # fmt: skip
     mid_scale = math.log(1.25) if measure in ("RR", "OR") else (mid if measure == "MD" else None)
     a = {
@@ -32,9 +55,9 @@ def result(measure="RR", k=2, est=0.5, lo=-7.0, hi=8.0, bayes=True, headline=Tru
                       "tau_prior_source": "Turner 2015"}  # fmt: skip
         a["bayes_sensitivity"] = [
             {"kind": "half-normal, half the scale", "prior": "half_normal(0.3)", "estimate": 0.45, "ci_low": -0.1,
-             "ci_high": 1.3, "prob_benefit": 0.94, "prob_important_benefit": 0.79},
+             "ci_high": 1.3, "prob_benefit": 0.94, "prob_important_benefit": 0.79, "tau_median": 0.24},
             {"kind": "frequentist REML", "prior": "none", "estimate": 0.74, "ci_low": -7.3, "ci_high": 8.8,
-             "prob_benefit": None, "prob_important_benefit": None},
+             "prob_benefit": None, "prob_important_benefit": None, "tau_median": 0.5},
         ]  # fmt: skip
     return a
 
@@ -88,17 +111,18 @@ def test_prior_sensitivity_says_whether_the_conclusion_depends_on_the_prior():
     ps = clinical.prior_sensitivity(result())
     assert [r["kind"] for r in ps["rows"]] == ["main analysis", "half-normal, half the scale", "frequentist REML"]
     assert ps["depends"] is False and "does not depend" in ps["text"]
-    a = result()
+    a = result_dict()
     a["bayes_sensitivity"][0].update(ci_low=0.1)  # excludes no effect under one prior only
-    assert clinical.prior_sensitivity(a)["depends"] is True
+    assert clinical.prior_sensitivity(typed(a))["depends"] is True
 
 
 def test_evidence_glance_counts_target_population():
-    a = result()
+    a = result_dict()
     a["studies"] = [{"study_id": "s1", "n_intervention": 20, "n_comparator": 20},
                     {"study_id": "s2", "n_intervention": 50, "n_comparator": 40}]  # fmt: skip
-    b = result()
+    b = result_dict()
     b["studies"] = [{"study_id": "s1", "n_intervention": 25, "n_comparator": 20}]
+    a, b = typed(a), typed(b)
     studies = [{"study_id": "s1", "region": "gluteal"}, {"study_id": "s2", "region": "neck"},
                {"study_id": "s3", "region": "lumbar"}]  # fmt: skip
     g = clinical.evidence_glance([a, b], studies, {"target": {"label": "low back", "regions": ["gluteal", "lumbar"]}},
@@ -109,10 +133,10 @@ def test_evidence_glance_counts_target_population():
 
 
 def test_missing_mid_is_said_not_left_blank():
-    a = result(measure="SMD", mid=None, p0=None)
+    a = result_dict(measure="SMD", mid=None, p0=None)
     a["bayes"]["prob_important_benefit"] = None
-    h = clinical.headline(a)
+    h = clinical.headline(typed(a))
     assert len(h["probabilities"]) == 1 and "no minimal important difference is set" in h["no_mid"]
     a["outcome"]["mid"] = 1.5
-    assert "cannot be put on the SMD scale" in clinical.headline(a)["no_mid"]
+    assert "cannot be put on the SMD scale" in clinical.headline(typed(a))["no_mid"]
     assert clinical.headline(result())["no_mid"] is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tpsynth.analysis import run_analysis
 from tpsynth.config import analysis_settings, validate_config
 from tpsynth.harmonise import harmonise
 from tpsynth.report import build
+from tpsynth.results import MetaRegression
 from tpsynth.validate import validate_sheets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bcg"
@@ -42,8 +44,7 @@ def bcg():
     sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), None, config)
     assert problems == []
     arms = harmonise(sheets)[0]
-    results = {aid: run_analysis(analysis_settings(config, aid), sheets, config, arms=arms).to_dict()
-               for aid in config["analyses"]}
+    results = {aid: run_analysis(analysis_settings(config, aid), sheets, config, arms=arms) for aid in config["analyses"]}
     return config, sheets, results
 
 
@@ -151,18 +152,17 @@ def test_common_tau2_subgroup_model_section(html):
 
 def test_analyses_without_a_model_have_no_section(bcg):
     _, _, results = bcg
-    a = dict(results["bcg_ablat_knha"])
-    a.pop("meta_regression")
+    a = replace(results["bcg_ablat_knha"], meta_regression=None)
     assert build.meta_regression_section(a) is None
-    skipped = {**results["bcg_ablat_knha"], "meta_regression": {"moderators": ["ablat"], "skipped_reason": "why"}}
+    skipped = replace(a, meta_regression=MetaRegression(moderators=("ablat",), skipped_reason="why"))
     assert build.meta_regression_section(skipped)["skipped_reason"] == "why"
 
 
 def test_difference_measures_are_not_exponentiated(bcg):
     """On a difference scale there is no exp() column and the sentence says 'changes by'."""
     _, _, results = bcg
-    a = json.loads(json.dumps(results["bcg_ablat_knha"]))
-    a["settings"]["measure"] = "MD"
+    a = results["bcg_ablat_knha"]
+    a = replace(a, settings=replace(a.settings, measure="MD"))
     sec = build.meta_regression_section(a)
     assert sec["ratio"] is False and all(r["ratio"] is None for r in sec["rows"])
     assert "Per 1 unit higher ablat, the MD changes by" in sec["plain"]
@@ -173,17 +173,17 @@ def test_results_follow_the_schema(bcg, tmp_path):
     import jsonschema
 
     from tpsynth.sheets import SCHEMA_DIR
-    from tpsynth.tables import write_json
 
     schema = yaml.safe_load((SCHEMA_DIR / "analysis_result.schema.yaml").read_text(encoding="utf-8"))
     validator = jsonschema.Draft202012Validator(schema)
     _, _, results = bcg
     for aid, res in results.items():
-        write_json(tmp_path / f"{aid}.json", res)
+        res.to_json(tmp_path / f"{aid}.json")
         written = json.loads((tmp_path / f"{aid}.json").read_text(encoding="utf-8"))
         assert list(validator.iter_errors(written)) == [], aid
-    assert "subgroup_regression" in results["bcg_alloc_common"] and "subgroup_regression" not in results["bcg_ablat_knha"]
-    bad = json.loads(json.dumps(results["bcg_alloc_common"]))
+    assert results["bcg_alloc_common"].subgroup_regression is not None
+    assert "subgroup_regression" not in results["bcg_ablat_knha"].to_dict()
+    bad = results["bcg_alloc_common"].to_dict()
     bad["subgroup_regression"]["permutation_exact"] = "yes"
     assert list(validator.iter_errors(bad))
 

@@ -96,6 +96,7 @@ def test_the_variants_cover_every_part_of_a_result(fixture_inputs):
     assert res["no study"].pooled.k == 0 and "meta_regression" not in res["no study"].to_dict()
     assert res["one study"].pooled.single and res["one study"].bayes is None
     assert res["SMD, REML, HKSJ"].bayes is not None and res["SMD, REML, HKSJ"].bayes_sensitivity
+    assert res["SMD, REML, HKSJ"].smd_in_points.scale is not None  # SMD back in points of the reference scale
     assert res["MD with a moderator"].meta_regression.coefficients
     assert res["MD with a moderator"].meta_regression.bubble[0].moderator == "year"
     assert res["MD with a factor moderator, too few studies"].meta_regression.skipped_reason

@@ -20,12 +20,14 @@ from tpsynth.validate import validate_sheets
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
 
 
-def run(base, analysis_id, config=None, sheets=None, **overrides):
+def run(base, analysis_id, config=None, sheets=None, typed=False, **overrides):
+    """The analysis's result: its JSON layout, or the typed result (as the report reads it) with ``typed``."""
     config0, sheets0, _ = base
     config = copy.deepcopy(config or config0)
     sheets = sheets or sheets0
     config["analyses"][analysis_id].update(overrides)
-    return run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=harmonise(sheets)[0]).to_dict()
+    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=harmonise(sheets)[0])
+    return res if typed else res.to_dict()
 
 
 def without_studies(sheets, drop):
@@ -132,8 +134,8 @@ def test_where_in_words_for_the_report():
 def test_report_section_says_which_studies_the_analysis_keeps(fixture_inputs):
     from tpsynth.report import build
 
-    res = run(fixture_inputs, "pain_md", where={"region": ["lumbar", "gluteal"]})
+    res = run(fixture_inputs, "pain_md", typed=True, where={"region": ["lumbar", "gluteal"]})
     assert build.analysis_section(res, {})["settings"]["where"] == {"region": ["lumbar", "gluteal"]}
-    assert build.analysis_section(run(fixture_inputs, "pain_md"), {})["settings"]["where"] is None
+    assert build.analysis_section(run(fixture_inputs, "pain_md", typed=True), {})["settings"]["where"] is None
     template = (Path(build.TEMPLATE_DIR) / build.TEMPLATE_NAME).read_text(encoding="utf-8")
     assert "only studies with {{ s.settings.where | where }}" in template

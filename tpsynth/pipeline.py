@@ -452,17 +452,18 @@ def run_one_analysis(slice_file: str, out_path: str):
     return res
 
 
-def check_results_match_evidence(config: dict, evidence: dict, analyses: list[dict], where: str) -> None:
-    """Raise ValueError unless every analysis was computed from the slice ``evidence`` gives it now.
+def check_results_match_evidence(config: dict, evidence: dict, analyses: list, where: str) -> None:
+    """Raise ValueError unless every analysis (:class:`tpsynth.results.AnalysisResult`) was computed from
+    the slice ``evidence`` gives it now.
 
     The report and the result tables call this so that they never pair the hashes of one version
     of the sheets with estimates computed from another.
     """
     stale = []
     for res in analyses:
-        aid = res["analysis_id"]
+        aid = res.analysis_id
         expected = _chunks_sha256(_json_chunks(evidence_slice(config, evidence, aid)))
-        if res.get("evidence_sha256") != expected:
+        if res.evidence_sha256 != expected:
             stale.append(aid)
     if stale:
         raise ValueError(

@@ -647,12 +647,12 @@ class Caveats(_Record):
 class SmdInPoints(_Record):
     """A standardised mean difference re-expressed in points of a reference scale (Cochrane Handbook 15.5.4)."""
 
-    _open: ClassVar[bool] = True
     sd: float
     estimate: float
     ci_low: float
     ci_high: float
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    scale: tuple[float, float] | None = None  # the outcome's reference scale
+    mid: Num = None  # its minimal important difference, in points
 
 
 # ---------------------------------------------------------------------------------------------- the result

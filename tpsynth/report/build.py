@@ -31,6 +31,7 @@ from .. import display
 from ..certainty import rules_from_config
 from ..config import analysis_settings, file_stem, natural_key
 from ..measures import MEASURE_NAMES, RATIO_MEASURES
+from ..results import AnalysisResult, MetaRegression, Sensitivity, SmallStudy
 from ..selection import where_text
 from . import clinical
 from .network import network_sections
@@ -179,14 +180,14 @@ def favours_text(measure: str, higher_is_better: bool | None, intervention: str)
     return f"values {side} {null} favour {intervention}"
 
 
-def effect_summary(a: dict) -> dict:
+def effect_summary(a: AnalysisResult) -> dict:
     """The pooled effect of one analysis in natural units, with its label and direction."""
-    p = a["pooled"]
-    s = a["settings"]
-    measure = s["measure"]
-    level = s.get("level", 0.95)
-    outcome = a["outcome"]
-    scale = outcome.get("reference_scale")
+    p = a.pooled
+    s = a.settings
+    measure = s.measure
+    level = s.level
+    outcome = a.outcome
+    scale = outcome.reference_scale
     label = measure
     if measure == "MD" and scale:
         label = f"MD, points on {_scale_text(scale)}"
@@ -195,21 +196,19 @@ def effect_summary(a: dict) -> dict:
     out = {
         "measure": measure,
         "label": label,
-        "text": effect_text(measure, p.get("estimate"), p.get("ci_low"), p.get("ci_high"), level),
-        "estimate": natural(measure, p.get("estimate")),
-        "ci_low": natural(measure, p.get("ci_low")),
-        "ci_high": natural(measure, p.get("ci_high")),
+        "text": effect_text(measure, p.estimate, p.ci_low, p.ci_high, level),
+        "estimate": natural(measure, p.estimate),
+        "ci_low": natural(measure, p.ci_low),
+        "ci_high": natural(measure, p.ci_high),
         "points_text": None,
-        "favours": favours_text(
-            measure, outcome.get("higher_is_better", False), s.get("intervention_label") or "the intervention"
-        ),
+        "favours": favours_text(measure, outcome.higher_is_better, s.intervention_label or "the intervention"),
     }
-    pts = a.get("smd_in_points")
-    if pts and _finite(pts.get("estimate")):
-        on = f" on {_scale_text(pts.get('scale'))}" if pts.get("scale") else ""
+    pts = a.smd_in_points
+    if pts and _finite(pts.estimate):
+        on = f" on {_scale_text(pts.scale)}" if pts.scale else ""
         out["points_text"] = (
-            f"≈ {effect_text('MD', pts['estimate'], pts['ci_low'], pts['ci_high'], level)} points{on} "
-            f"(SMD × representative SD {num(pts.get('sd'))})"
+            f"≈ {effect_text('MD', pts.estimate, pts.ci_low, pts.ci_high, level)} points{on} "
+            f"(SMD × representative SD {num(pts.sd)})"
         )
     return out
 
@@ -221,26 +220,26 @@ def split_reasons(text: str | None) -> list[str]:
     return [t.strip() for t in re.split(r";\s+(?=[a-z][a-z ]* \(-\d\):)", text) if t.strip()]
 
 
-def sof_row(a: dict) -> dict:
+def sof_row(a: AnalysisResult) -> dict:
     """One row of the summary-of-findings table."""
-    p = a["pooled"]
-    s = a["settings"]
+    p = a.pooled
+    s = a.settings
     return {
-        "analysis_id": a["analysis_id"],
-        "anchor": anchor(a["analysis_id"]),
-        "comparison": s.get("title") or a["analysis_id"],
-        "intervention": s.get("intervention_label") or "",
-        "comparator": s.get("comparator_label") or "",
-        "outcome": a["outcome"].get("label", s.get("outcome", "")),
-        "timepoint": s.get("timepoint_weeks"),
-        "k": p.get("k", 0),
-        "participants": p.get("n_participants"),
+        "analysis_id": a.analysis_id,
+        "anchor": anchor(a.analysis_id),
+        "comparison": a.title,
+        "intervention": s.intervention_label or "",
+        "comparator": s.comparator_label or "",
+        "outcome": a.outcome.label,
+        "timepoint": s.timepoint_weeks,
+        "k": p.k,
+        "participants": p.n_participants,
         "effect": effect_summary(a),
-        "certainty": p.get("certainty") or "not rated",
-        "certainty_reasons": split_reasons(p.get("certainty_reasons")),
-        "plain_language": a.get("plain_language") or "",
+        "certainty": p.certainty or "not rated",
+        "certainty_reasons": split_reasons(p.certainty_reasons),
+        "plain_language": a.plain_language or "",
         "headline": clinical.headline(a),
-        "no_evidence": not p.get("k"),
+        "no_evidence": not p.k,
     }
 
 
@@ -248,50 +247,50 @@ def sof_row(a: dict) -> dict:
 # per-analysis detail
 
 
-def heterogeneity(a: dict) -> dict:
-    p = a["pooled"]
-    m = a["settings"]["measure"]
-    k = p.get("k") or 0
+def heterogeneity(a: AnalysisResult) -> dict:
+    p = a.pooled
+    m = a.settings.measure
+    k = p.k or 0
     return {
-        "estimable": k >= 2 and _finite(p.get("tau2")),
+        "estimable": k >= 2 and _finite(p.tau2),
         "k": k,
-        "tau2": p.get("tau2"),
-        "tau2_ci_low": p.get("tau2_ci_low"),
-        "tau2_ci_high": p.get("tau2_ci_high"),
-        "tau2_ci_capped": bool(p.get("tau2_ci_capped")),
-        "i2": p.get("i2"),
-        "i2_ci_low": p.get("i2_ci_low"),
-        "i2_ci_high": p.get("i2_ci_high"),
-        "q": p.get("q"),
-        "q_df": p.get("q_df"),
-        "q_pvalue": p.get("q_pvalue"),
+        "tau2": p.tau2,
+        "tau2_ci_low": p.tau2_ci_low,
+        "tau2_ci_high": p.tau2_ci_high,
+        "tau2_ci_capped": bool(p.tau2_ci_capped),
+        "i2": p.i2,
+        "i2_ci_low": p.i2_ci_low,
+        "i2_ci_high": p.i2_ci_high,
+        "q": p.q,
+        "q_df": p.q_df,
+        "q_pvalue": p.q_pvalue,
         "pi": (
-            f"{fmt_natural(m, p.get('pi_low'))} to {fmt_natural(m, p.get('pi_high'))}"
-            if _finite(p.get("pi_low")) and _finite(p.get("pi_high"))
+            f"{fmt_natural(m, p.pi_low)} to {fmt_natural(m, p.pi_high)}"
+            if _finite(p.pi_low) and _finite(p.pi_high)
             else None
         ),
         "log_scale": m in RATIO,
     }
 
 
-def _sens_row(m: str, level: float, r: dict) -> dict:
+def _sens_row(m: str, level: float, r: Sensitivity) -> dict:
     return {
-        "study_id": r.get("study_id"),
-        "k": r.get("k"),
-        "effect": effect_text(m, r.get("estimate"), r.get("ci_low"), r.get("ci_high"), level),
-        "estimate": natural(m, r.get("estimate")),
-        "tau2": r.get("tau2"),
-        "i2": r.get("i2"),
+        "study_id": r.study_id,
+        "k": r.k,
+        "effect": effect_text(m, r.estimate, r.ci_low, r.ci_high, level),
+        "estimate": natural(m, r.estimate),
+        "tau2": r.tau2,
+        "i2": r.i2,
     }
 
 
-def sensitivity(a: dict) -> dict:
+def sensitivity(a: AnalysisResult) -> dict:
     """Leave-one-out range, the two restricted re-analyses and the cumulative analysis."""
-    m = a["settings"]["measure"]
-    level = a["settings"].get("level", 0.95)
-    rows = a.get("sensitivity") or []
-    loo = [_sens_row(m, level, r) for r in rows if r["kind"] == "leave_one_out"]
-    cum = [_sens_row(m, level, r) for r in rows if r["kind"] == "cumulative"]
+    m = a.settings.measure
+    level = a.settings.level
+    rows = a.sensitivity
+    loo = [_sens_row(m, level, r) for r in rows if r.kind == "leave_one_out"]
+    cum = [_sens_row(m, level, r) for r in rows if r.kind == "cumulative"]
     loo_range = None
     est = [r for r in loo if r["estimate"] is not None]
     if est:
@@ -302,45 +301,44 @@ def sensitivity(a: dict) -> dict:
                      "high": fmt(hi["estimate"]), "high_without": hi["study_id"]}  # fmt: skip
     restricted = []
     for kind, title in SENSITIVITY_KINDS.items():
-        r = next((r for r in rows if r["kind"] == kind), None)
+        r = next((r for r in rows if r.kind == kind), None)
         if r is None:
             restricted.append({"title": title, "applies": False, "row": None})
         else:
             row = _sens_row(m, level, r)
-            row["dropped"] = [x for x in str(r.get("study_id") or "").split(";") if x]
+            row["dropped"] = [x for x in str(r.study_id or "").split(";") if x]
             restricted.append({"title": title, "applies": True, "row": row})
     return {"leave_one_out": loo, "loo_range": loo_range, "restricted": restricted, "cumulative": cum}
 
 
-def subgroups(a: dict) -> dict:
-    m = a["settings"]["measure"]
-    level = a["settings"].get("level", 0.95)
-    p = a["pooled"]
+def subgroups(a: AnalysisResult) -> dict:
+    m = a.settings.measure
+    level = a.settings.level
+    p = a.pooled
     rows = [
-        {"subgroup": g.get("subgroup"), "column": g.get("column"), "k": g.get("k"),
-         "effect": effect_text(m, g.get("estimate"), g.get("ci_low"), g.get("ci_high"), level),
-         "tau2": g.get("tau2"), "i2": g.get("i2")}
-        for g in a.get("subgroups") or []
+        {"subgroup": g.subgroup, "column": g.column, "k": g.k,
+         "effect": effect_text(m, g.estimate, g.ci_low, g.ci_high, level), "tau2": g.tau2, "i2": g.i2}
+        for g in a.subgroups
     ]  # fmt: skip
     return {
-        "column": a["settings"].get("subgroup"),
+        "column": a.settings.subgroup,
         "rows": rows,
-        "q_between": p.get("q_between"),
-        "q_between_df": p.get("q_between_df"),
-        "q_between_pvalue": p.get("q_between_pvalue"),
+        "q_between": p.q_between,
+        "q_between_df": p.q_between_df,
+        "q_between_pvalue": p.q_between_pvalue,
     }
 
 
-def small_study(a: dict) -> dict:
-    s = a.get("small_study") or {}
-    m = a["settings"]["measure"]
+def small_study(a: AnalysisResult) -> dict:
+    s = a.small_study or SmallStudy(k=0)
+    m = a.settings.measure
     return {
-        "done": not s.get("skipped_reason"),
-        "skipped_reason": s.get("skipped_reason"),
-        "egger_stat": s.get("egger_stat"),
-        "egger_pvalue": s.get("egger_pvalue"),
-        "trimfill_k0": s.get("trimfill_k0"),
-        "trimfill_estimate": fmt_natural(m, s.get("trimfill_estimate")),
+        "done": not s.skipped_reason,
+        "skipped_reason": s.skipped_reason,
+        "egger_stat": s.egger_stat,
+        "egger_pvalue": s.egger_pvalue,
+        "trimfill_k0": s.trimfill_k0,
+        "trimfill_estimate": fmt_natural(m, s.trimfill_estimate),
     }
 
 
@@ -362,26 +360,26 @@ def _term_text(term: str, moderators: list[str], reference: dict, numeric: set[s
     return (f"{term} (per 1 unit)" if term in numeric else term), "covariate"
 
 
-def _qm_text(mr: dict) -> str:
+def _qm_text(mr: MetaRegression) -> str:
     """The omnibus test of moderators: ``QM = 11.06 (chi² on 3 df), p = 0.011`` or ``F(1, 11) = 12.59, p = 0.005``."""
-    if display.isnum(mr.get("qm_df2")):
-        return f"F({mr.get('qm_df')}, {num(mr['qm_df2'], 0)}) = {num(mr.get('qm'))}, {display.p_value(mr.get('qm_pvalue'))}"
-    return f"QM = {num(mr.get('qm'))} (chi² on {mr.get('qm_df')} df), {display.p_value(mr.get('qm_pvalue'))}"
+    if display.isnum(mr.qm_df2):
+        return f"F({mr.qm_df}, {num(mr.qm_df2, 0)}) = {num(mr.qm)}, {display.p_value(mr.qm_pvalue)}"
+    return f"QM = {num(mr.qm)} (chi² on {mr.qm_df} df), {display.p_value(mr.qm_pvalue)}"
 
 
-def _permutation_text(mr: dict) -> str:
+def _permutation_text(mr: MetaRegression) -> str:
     """The permutation p-value of QM with how it was obtained (metafor ``permutest``)."""
-    if not display.isnum(mr.get("permutation_pvalue")):
+    if not display.isnum(mr.permutation_pvalue):
         return "not computed"
-    n = mr.get("permutation_iter")
-    if mr.get("permutation_exact"):
+    n = mr.permutation_iter
+    if mr.permutation_exact:
         how = f"exact: all {num(n, 0) if n is not None and n >= 1000 else n} distinct permutations"
     else:
-        how = f"{num(n, 0) if n is not None and n >= 1000 else n} random permutations, seed {mr.get('permutation_seed')}"
-    return f"{display.p_value(mr['permutation_pvalue'])} ({how})"
+        how = f"{num(n, 0) if n is not None and n >= 1000 else n} random permutations, seed {mr.permutation_seed}"
+    return f"{display.p_value(mr.permutation_pvalue)} ({how})"
 
 
-def meta_regression_section(a: dict, key: str = "meta_regression", figures: dict | None = None) -> dict | None:
+def meta_regression_section(a: AnalysisResult, key: str = "meta_regression", figures: dict | None = None) -> dict | None:
     """The meta-regression of an analysis (``key="meta_regression"``: its ``moderators:``) or its subgroup
     model with a common tau² (``key="subgroup_regression"``), as the report shows it.
 
@@ -392,54 +390,56 @@ def meta_regression_section(a: dict, key: str = "meta_regression", figures: dict
     p-value, the Cochrane Handbook 10.11.5 caveat and a plain-language sentence. None when the
     analysis has no such model.
     """
-    mr = a.get(key)
+    if key not in ("meta_regression", "subgroup_regression"):
+        raise ValueError(f"key must be meta_regression or subgroup_regression, not {key!r}")
+    mr = getattr(a, key)
     if not mr:
         return None
-    aid = a["analysis_id"]
-    measure = a["settings"]["measure"]
+    aid = a.analysis_id
+    measure = a.settings.measure
     r = display.is_ratio(measure)
-    level = a["settings"].get("level", 0.95)
-    moderators = list(mr.get("moderators") or [])
+    level = a.settings.level
+    moderators = list(mr.moderators)
     subgroup = key == "subgroup_regression"
     what = " and ".join(moderators)
     out = {
         "kind": "subgroup" if subgroup else "moderators",
         "title": f"Subgroup model with a common tau² (meta-regression on {what})" if subgroup
                  else f"Meta-regression on {what}",
-        "moderators": moderators, "skipped_reason": mr.get("skipped_reason"),
-        "notes": list(mr.get("notes") or []), "caveat": mr.get("caveat"), "rows": [], "bubbles": [],
+        "moderators": moderators, "skipped_reason": mr.skipped_reason,
+        "notes": list(mr.notes), "caveat": mr.caveat, "rows": [], "bubbles": [],
     }  # fmt: skip
-    if mr.get("skipped_reason"):
+    if mr.skipped_reason:
         return out
-    reference = dict(mr.get("reference_levels") or {})
-    bubbles = list(mr.get("bubble") or [])
-    numeric = {b["moderator"] for b in bubbles} | {m for m in moderators if m not in reference}
-    stat = "z" if mr.get("ci_method") == "wald" else "t"
+    reference = dict(mr.reference_levels)
+    bubbles = list(mr.bubble)
+    numeric = {b.moderator for b in bubbles} | {m for m in moderators if m not in reference}
+    stat = "z" if mr.ci_method == "wald" else "t"
     pct = f"{100 * level:g}%"
     at = [f"{m} = 0" for m in moderators if m in numeric] + [f"{m} {lv}" for m, lv in reference.items()]
     plain = []
-    for c in mr.get("coefficients") or []:
-        label, kind = _term_text(c["term"], moderators, reference, numeric)
+    for c in mr.coefficients:
+        label, kind = _term_text(c.term, moderators, reference, numeric)
         row = {
             "label": label, "kind": kind,
-            "coefficient": display.effect(c["estimate"], c["ci_low"], c["ci_high"], digits=3),
-            "ratio": display.effect(c["estimate"], c["ci_low"], c["ci_high"], ratio=True, digits=3) if r else None,
-            "statistic": num(c.get("statistic")), "p": display.p_value(c.get("pvalue")),
+            "coefficient": display.effect(c.estimate, c.ci_low, c.ci_high, digits=3),
+            "ratio": display.effect(c.estimate, c.ci_low, c.ci_high, ratio=True, digits=3) if r else None,
+            "statistic": num(c.statistic), "p": display.p_value(c.pvalue),
         }  # fmt: skip
         out["rows"].append(row)
         if kind == "intercept":
             continue
-        est, lo, hi = (display.value(display.to_display(c[x], r), 3, r) for x in ("estimate", "ci_low", "ci_high"))
-        change = f"{est} ({pct} CI {lo} to {hi}; {display.p_value(c.get('pvalue'))})"
+        est, lo, hi = (display.value(display.to_display(x, r), 3, r) for x in (c.estimate, c.ci_low, c.ci_high))
+        change = f"{est} ({pct} CI {lo} to {hi}; {display.p_value(c.pvalue)})"
         if kind == "level":
-            col = next(m for m in moderators if c["term"].startswith(f"{m}["))
-            lead = f"in trials with {col} {c['term'][len(col) + 1 : -1]} rather than {reference[col]}"
+            col = next(m for m in moderators if c.term.startswith(f"{m}["))
+            lead = f"in trials with {col} {c.term[len(col) + 1 : -1]} rather than {reference[col]}"
         else:
-            lead = f"per 1 unit higher {c['term']}"
+            lead = f"per 1 unit higher {c.term}"
         verb = f"the {measure} is multiplied by" if r else f"the {measure} changes by"
         plain.append(f"{lead}, {verb} {change}")
-    sig = display.isnum(mr.get("qm_pvalue")) and mr["qm_pvalue"] < 0.05
-    test = f"test of moderators {display.p_value(mr.get('qm_pvalue'))}"
+    sig = display.isnum(mr.qm_pvalue) and mr.qm_pvalue < 0.05
+    test = f"test of moderators {display.p_value(mr.qm_pvalue)}"
     verdict = (
         f"the effect differs with {what} beyond chance ({test})" if sig
         else f"the data show no clear difference in the effect with {what} ({test}); this does not show that there is none"
@@ -448,85 +448,82 @@ def meta_regression_section(a: dict, key: str = "meta_regression", figures: dict
         f"The intercept is the {measure} predicted at {', '.join(at)}." if at else ""
     )
     out.update(
-        model="Meta-regression with a common effect (no tau²)" if mr.get("method") == "FE"
+        model="Meta-regression with a common effect (no tau²)" if mr.method == "FE"
               else "Mixed-effects meta-regression",
-        k=mr.get("k"), stat=stat, pct=pct, ratio=r, measure=measure,
+        k=mr.k, stat=stat, pct=pct, ratio=r, measure=measure,
         reference=[{"moderator": m, "level": lv} for m, lv in sorted(reference.items())],
-        method=TAU2_METHODS.get(mr.get("method"), mr.get("method")),
-        ci=CI_METHODS.get(mr.get("ci_method"), mr.get("ci_method")),
+        method=TAU2_METHODS.get(mr.method, mr.method),
+        ci=CI_METHODS.get(mr.ci_method, mr.ci_method),
         qm=_qm_text(mr),
-        qe=f"QE = {num(mr.get('qe'))} on {mr.get('qe_df')} df, {display.p_value(mr.get('qe_pvalue'))}",
-        tau2=display.small(mr.get("tau2")), i2=f"{num(mr.get('i2'), 0)}%", r2=f"{num(mr.get('r2'), 0)}%",
+        qe=f"QE = {num(mr.qe)} on {mr.qe_df} df, {display.p_value(mr.qe_pvalue)}",
+        tau2=display.small(mr.tau2), i2=f"{num(mr.i2, 0)}%", r2=f"{num(mr.r2, 0)}%",
         permutation=_permutation_text(mr), intercept_text=intercept_text,
-        plain=(f"Across {mr.get('k')} studies, " + verdict + ". " + ("; ".join(plain)[:1].upper() + "; ".join(plain)[1:] + ". "
+        plain=(f"Across {mr.k} studies, " + verdict + ". " + ("; ".join(plain)[:1].upper() + "; ".join(plain)[1:] + ". "
                if plain else "") + OBSERVATIONAL.format(what=what)),
         bubbles=[
-            {"moderator": b["moderator"], "src": (figures or {}).get(f"bubble_{aid}/{file_stem(b['moderator'])}")}
+            {"moderator": b.moderator, "src": (figures or {}).get(f"bubble_{aid}/{file_stem(b.moderator)}")}
             for b in bubbles
         ],
     )  # fmt: skip
     return out
 
 
-def study_rows(a: dict) -> list[dict]:
+def study_rows(a: AnalysisResult) -> list[dict]:
     """The studies of one analysis as they entered it (effect in natural units, weight)."""
-    m = a["settings"]["measure"]
-    level = a["settings"].get("level", 0.95)
+    m = a.settings.measure
+    level = a.settings.level
     out = []
-    for s in a.get("studies") or []:
-        arms = s.get("arms_text") or {}
+    for s in a.studies:
         out.append({
-            "study_id": s.get("study_id"),
-            "label": f"{s.get('author') or s.get('study_id')} {s.get('year') or ''}".strip(),
-            "timepoint_weeks": s.get("timepoint_weeks"),
-            "instrument": s.get("instrument"),
-            "intervention": arms.get("intervention") if isinstance(arms, dict) else None,
-            "comparator": arms.get("comparator") if isinstance(arms, dict) else None,
-            "effect": effect_text(m, s.get("yi"), s.get("ci_low"), s.get("ci_high"), level),
-            "weight": s.get("weight"),
-            "notes": list(s.get("notes") or []),
+            "study_id": s.study_id,
+            "label": f"{s.author or s.study_id} {s.year or ''}".strip(),
+            "timepoint_weeks": s.timepoint_weeks,
+            "instrument": s.instrument,
+            "intervention": s.arms_text.intervention,
+            "comparator": s.arms_text.comparator,
+            "effect": effect_text(m, s.yi, s.ci_low, s.ci_high, level),
+            "weight": s.weight,
+            "notes": list(s.notes),
         })  # fmt: skip
     return out
 
 
-def analysis_section(a: dict, figures: dict) -> dict:
-    aid = a["analysis_id"]
-    p = a["pooled"]
-    s = a["settings"]
+def analysis_section(a: AnalysisResult, figures: dict) -> dict:
+    aid = a.analysis_id
+    p = a.pooled
+    s = a.settings
     return {
         "analysis_id": aid,
         "anchor": anchor(aid),
-        "title": s.get("title") or aid,
+        "title": a.title,
         "settings": {
-            "measure": MEASURE_NAMES.get(s["measure"], s["measure"]),
-            "method": TAU2_METHODS.get(
-                p.get("method") or s.get("method"), p.get("method") or s.get("method")
-            ),
-            "ci": CI_METHODS.get(p.get("ci_method") or s.get("ci"), s.get("ci")),
-            "level": s.get("level", 0.95),
-            "timepoint_weeks": s.get("timepoint_weeks"),
-            "timepoint_rule": s.get("timepoint_rule"),
-            "randomised_only": s.get("randomised_only"),
-            "where": s.get("where"),
+            "measure": MEASURE_NAMES.get(s.measure, s.measure),
+            "method": TAU2_METHODS.get(p.method or s.method, p.method or s.method),
+            "ci": CI_METHODS.get(p.ci_method or s.ci, s.ci),
+            "level": s.level,
+            "timepoint_weeks": s.timepoint_weeks,
+            "timepoint_rule": s.timepoint_rule,
+            "randomised_only": s.randomised_only,
+            "where": s.where,
         },
-        "labels": {k: list((a.get("labels") or {}).get(k) or []) for k in ("intervention", "comparator")},
+        "labels": {"intervention": list(a.labels.intervention), "comparator": list(a.labels.comparator)},
         "sof": sof_row(a),
-        "pvalue": p.get("pvalue"),
+        "pvalue": p.pvalue,
         "heterogeneity": heterogeneity(a),
-        "caveats": list(a.get("caveat_sentences") or []),
-        "notes": list(a.get("notes") or []) + list(p.get("notes") or []),
+        "caveats": list(a.caveat_sentences),
+        "notes": list(a.notes) + list(p.notes),
         "studies": study_rows(a),
         "sensitivity": sensitivity(a),
         "subgroups": subgroups(a),
         "small_study": small_study(a),
         "regressions": [x for x in (meta_regression_section(a, "meta_regression", figures),
                                     meta_regression_section(a, "subgroup_regression", figures)) if x],
-        "forest": figures.get(f"forest_{aid}") if p.get("k") else None,
-        "funnel": figures.get(f"funnel_{aid}") if p.get("k") else None,
+        "forest": figures.get(f"forest_{aid}") if p.k else None,
+        "funnel": figures.get(f"funnel_{aid}") if p.k else None,
         "bayes": clinical.prior_sensitivity(a),
-        "bayes_note": a.get("bayes_note"),
-        "judged_on": a.get("imprecision_judged_on"),
-        "rob_summary": figures.get(f"rob_summary_{aid}") if p.get("k") else None,
+        "bayes_note": a.bayes_note,
+        "judged_on": a.imprecision_judged_on,
+        "rob_summary": figures.get(f"rob_summary_{aid}") if p.k else None,
     }
 
 
@@ -564,13 +561,13 @@ def _arms_text(study_outcomes: list[dict], study_contrasts: list[dict]) -> str:
 
 
 def study_table(
-    studies: list[dict], outcomes: list[dict], contrasts: list[dict], analyses: list[dict]
+    studies: list[dict], outcomes: list[dict], contrasts: list[dict], analyses: list[AnalysisResult]
 ) -> list[dict]:
     """One row per study of the studies sheet, with the analyses it entered."""
     used: dict[str, list[str]] = {}
     for a in analyses:
-        for s in a.get("studies") or []:
-            used.setdefault(s["study_id"], []).append(a["analysis_id"])
+        for s in a.studies:
+            used.setdefault(s.study_id, []).append(a.analysis_id)
     outcomes_of, contrasts_of = _by_study(outcomes), _by_study(contrasts)
     rows = []
     for s in studies:
@@ -606,12 +603,12 @@ def _split_analysis_reasons(reason: str, ids: list[str]) -> list[tuple[str, str]
     return [(parts[i], parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
 
 
-def dataflow_summary(flow: list[dict], analyses: list[dict]) -> dict:
+def dataflow_summary(flow: list[dict], analyses: list[AnalysisResult]) -> dict:
     """Counts of rows extracted, analysable and used, and the exclusions grouped by reason.
 
     ``flow`` holds the rows of ``data/processed/dataflow.csv`` (strings, as csv.DictReader gives them).
     """
-    ids = [a["analysis_id"] for a in analyses]
+    ids = [a.analysis_id for a in analyses]
     sheets: dict[str, Counter] = {}
     unusable: dict[str, dict] = {}
     not_configured: dict[str, set] = {"rows": set(), "studies": set(), "outcomes": set()}
@@ -659,12 +656,9 @@ def dataflow_summary(flow: list[dict], analyses: list[dict]) -> dict:
         totals.update(c)
     analysis_rows = []
     for a in analyses:
-        p = a["pooled"]
         analysis_rows.append({
-            "analysis_id": a["analysis_id"], "anchor": anchor(a["analysis_id"]),
-            "title": a["settings"].get("title") or a["analysis_id"],
-            "rows": per_analysis.get(a["analysis_id"], 0), "k": p.get("k", 0),
-            "participants": p.get("n_participants"),
+            "analysis_id": a.analysis_id, "anchor": anchor(a.analysis_id), "title": a.title,
+            "rows": per_analysis.get(a.analysis_id, 0), "k": a.pooled.k, "participants": a.pooled.n_participants,
         })  # fmt: skip
     return {
         "sheets": [{"sheet": name, **{k: c[k] for k in ("extracted", "analysable", "used")}}
@@ -698,15 +692,15 @@ def software_versions() -> list[dict]:
     return out
 
 
-def methods(config: dict, analyses: list[dict], arms: list[dict]) -> dict:
+def methods(config: dict, analyses: list[AnalysisResult], arms: list[dict]) -> dict:
     """What was done, written from the configuration and data actually used."""
-    ids = [a["analysis_id"] for a in analyses]
+    ids = [a.analysis_id for a in analyses]
     settings = []
     for aid in ids:
         try:
-            s = analysis_settings(config, aid)
+            s = analysis_settings(config, aid)  # the configuration (a dict), as the methods section quotes it
         except KeyError:
-            s = next(a["settings"] for a in analyses if a["analysis_id"] == aid)
+            s = next(a.settings for a in analyses if a.analysis_id == aid).to_dict()
         settings.append({
             "analysis_id": aid, "anchor": anchor(aid), "measure": s.get("measure"), "method": s.get("method"),
             "ci": s.get("ci"), "level": s.get("level", 0.95), "timepoint_weeks": s.get("timepoint_weeks"),
@@ -823,11 +817,11 @@ def provenance(
 
 
 def limitations(
-    analyses: list[dict], studies: list[dict], flow: dict, shipped_note: bool, config: dict | None = None
+    analyses: list[AnalysisResult], studies: list[dict], flow: dict, shipped_note: bool, config: dict | None = None
 ) -> dict:
-    ks = [a["pooled"].get("k", 0) or 0 for a in analyses]
+    ks = [a.pooled.k or 0 for a in analyses]
     rob = Counter(s.get("rob_overall") or "not_assessed" for s in studies)
-    certainty = Counter(a["pooled"].get("certainty") or "not rated" for a in analyses)
+    certainty = Counter(a.pooled.certainty or "not rated" for a in analyses)
     return {
         "n_studies": len(studies),
         "rob_not_assessed": rob.get("not_assessed", 0),
@@ -869,7 +863,7 @@ def data_uri(path: str | Path | None) -> str | None:
 
 def build_context(
     *,
-    analyses: list[dict],
+    analyses: list[AnalysisResult],
     config: dict,
     studies: list[dict],
     outcomes: list[dict],
@@ -883,7 +877,7 @@ def build_context(
 ) -> dict:
     """Everything the template shows. ``figures`` maps 'summary', 'forest_ID', 'funnel_ID' and
     'bubble_ID/MODERATOR' (:func:`tpsynth.config.file_stem` of the moderator) to data URIs."""
-    analyses = sorted(analyses, key=lambda a: natural_key(a["analysis_id"]))
+    analyses = sorted(analyses, key=lambda a: natural_key(a.analysis_id))
     flow = dataflow_summary(flow_rows, analyses)
     sections = [analysis_section(a, figures) for a in analyses]
     net_sections = network_sections(networks or [], figures)
@@ -994,7 +988,7 @@ def build_report(
     """
     from ..pipeline import check_results_match_evidence, read_evidence, sheets_from_evidence
 
-    analyses = [json.loads(Path(p).read_text(encoding="utf-8")) for p in analysis_paths]
+    analyses = [AnalysisResult.from_json(p) for p in analysis_paths]
     evidence = read_evidence(evidence_path, tables=("studies", "outcomes", "contrasts", "arms", "risk_of_bias"))
     check_results_match_evidence(config, evidence, analyses, str(evidence_path))
     sheets = sheets_from_evidence(evidence)

@@ -2,7 +2,7 @@
 credible interval and the probability of an important benefit when there are few studies, absolute
 effects per 1000 for dichotomous outcomes, the evidence base at a glance and a glossary.
 
-Pure functions of one analysis result (the JSON of :func:`tpsynth.analysis.run_analysis`) or of the
+Pure functions of one analysis result (:class:`tpsynth.results.AnalysisResult`) or of the
 config; :mod:`tpsynth.report.build` puts them into the template's context.
 
 References
@@ -20,6 +20,7 @@ import math
 from .. import display
 from ..certainty import NO_EVIDENCE
 from ..measures import RATIO_MEASURES
+from ..results import AnalysisResult
 
 GLOSSARY = [
     ("Confidence interval (CI)", "The range of effects compatible with the data by a frequentist rule: in repeated "
@@ -80,26 +81,26 @@ def chance(p: float) -> str:
     return f"about {'an' if n in (8, 11, 18) or 80 <= n <= 89 else 'a'} {n}% chance"
 
 
-def _scale(a: dict) -> str | None:
-    sc = a["outcome"].get("reference_scale")
+def _scale(a: AnalysisResult) -> str | None:
+    sc = a.outcome.reference_scale
     if not sc:
         return None
     lo, hi = sc
     return f"{lo:g}–{hi:g}"
 
 
-def _outcome_noun(a: dict) -> str:
-    return a["outcome"].get("label", "").split(" (")[0].lower() or "the outcome"
+def _outcome_noun(a: AnalysisResult) -> str:
+    return (a.outcome.label or "").split(" (")[0].lower() or "the outcome"
 
 
-def mid_text(a: dict) -> str | None:
+def mid_text(a: AnalysisResult) -> str | None:
     """The MID named in natural units ('the smallest difference patients notice is about 1.5 points')."""
-    m = a["settings"]["measure"]
-    mid = a["outcome"].get("mid")
-    b = a.get("bayes") or {}
-    c = a.get("caveats") or {}
+    m = a.settings.measure
+    mid = a.outcome.mid
+    c = a.caveats
+    mid_scale = c.mid_on_analysis_scale if c else None
     if m in RATIO_MEASURES:
-        scale = c.get("mid_on_analysis_scale") or b.get("mid")
+        scale = mid_scale or (a.bayes.mid if a.bayes else None)
         if not _finite(scale):
             return None
         t = math.exp(scale)
@@ -109,27 +110,27 @@ def mid_text(a: dict) -> str | None:
         return None
     sc = _scale(a)
     on = f" on the {sc} scale" if sc else ""
-    if m == "SMD" and _finite(c.get("mid_on_analysis_scale")):
+    if m == "SMD" and _finite(mid_scale):
         return (f"the smallest difference patients notice is about {mid:g} points{on} "
-                f"(SMD {_n(c['mid_on_analysis_scale'])} with the typical SD of {_n(c['representative_sd'])})")
+                f"(SMD {_n(mid_scale)} with the typical SD of {_n(c.representative_sd)})")
     if m == "MD":
         return f"the smallest difference patients notice is about {mid:g} points{on}"
     return None
 
 
-def magnitude_text(a: dict, est: float | None) -> str | None:
+def magnitude_text(a: AnalysisResult, est: float | None) -> str | None:
     """The effect in natural units: 'about 2.3 points less pain intensity on the 0–10 scale'."""
-    m = a["settings"]["measure"]
+    m = a.settings.measure
     if not _finite(est) or m in RATIO_MEASURES:
         return None
-    c = a.get("caveats") or {}
+    sd = a.caveats.representative_sd if a.caveats else None
     noun = _outcome_noun(a)
     sc = _scale(a)
     on = f" on the {sc} scale" if sc else ""
     if m == "MD":
         pts = est
-    elif m == "SMD" and _finite(c.get("representative_sd")):
-        pts = est * c["representative_sd"]
+    elif m == "SMD" and _finite(sd):
+        pts = est * sd
     else:
         return f"a standardised difference of {_n(abs(est))} ({'small' if abs(est) < 0.5 else 'moderate' if abs(est) < 0.8 else 'large'} by the usual 0.2 / 0.5 / 0.8 rule)"  # noqa: E501
     if abs(pts) < 0.005:
@@ -146,10 +147,10 @@ def _risk(measure: str, p0: float, x: float) -> float:
     return p0 + x  # RD
 
 
-def absolute_effect(a: dict, est, lo, hi, name: str) -> dict | None:
+def absolute_effect(a: AnalysisResult, est, lo, hi, name: str) -> dict | None:
     """Per 1000 people at the median comparator risk of the included studies (GRADE summary of findings)."""
-    m = a["settings"]["measure"]
-    p0 = (a.get("caveats") or {}).get("comparator_risk")
+    m = a.settings.measure
+    p0 = a.caveats.comparator_risk if a.caveats else None
     if m not in ("RR", "OR", "RD") or not _finite(p0) or not all(_finite(v) for v in (est, lo, hi)):
         return None
     base = round(1000 * p0)
@@ -162,21 +163,21 @@ def absolute_effect(a: dict, est, lo, hi, name: str) -> dict | None:
     noun = _outcome_noun(a)
     return {
         "comparator": base, "intervention": p1[0], "low": p1[1], "high": p1[2],
-        "text": (f"{p1[0]} per 1000 with {a['settings'].get('intervention_label') or 'the intervention'} "
+        "text": (f"{p1[0]} per 1000 with {a.settings.intervention_label or 'the intervention'} "
                  f"({name} {p1[1]} to {p1[2]}) against {base} per 1000 with "
-                 f"{a['settings'].get('comparator_label') or 'the comparator'}: {words(diff[0])} per 1000 "
+                 f"{a.settings.comparator_label or 'the comparator'}: {words(diff[0])} per 1000 "
                  f"({words(diff[1])} to {words(diff[2])}) for {noun}"),
         "assumed": (f"Assumed comparator risk {base} per 1000: the median risk in the comparator arms of the "
                     "included studies."),
     }  # fmt: skip
 
 
-def _why_differ(a: dict) -> str:
-    p, b = a["pooled"], a["bayes"]
-    k = p.get("k")
-    fw = (p.get("ci_high") or 0) - (p.get("ci_low") or 0)
-    bw = b["ci_high"] - b["ci_low"]
-    ci = p.get("ci_method") or a["settings"].get("ci")
+def _why_differ(a: AnalysisResult) -> str:
+    p, b = a.pooled, a.bayes
+    k = p.k
+    fw = (p.ci_high or 0) - (p.ci_low or 0)
+    bw = b.ci_high - b.ci_low
+    ci = p.ci_method or a.settings.ci
     how = ("the HKSJ confidence interval uses a t distribution with only "
            f"{k - 1} degree{'s' if k - 1 != 1 else ''} of freedom") if ci in ("hksj", "hksj_adhoc") else \
         "the confidence interval treats the estimated heterogeneity as if it were known"  # fmt: skip
@@ -191,53 +192,52 @@ def _why_differ(a: dict) -> str:
     return "The two intervals are similar: the conclusion does not depend on the method."
 
 
-def headline(a: dict) -> dict:
+def headline(a: AnalysisResult) -> dict:
     """The key-findings cell of one analysis: what leads, in words and numbers."""
-    p = a["pooled"]
-    s = a["settings"]
-    m = s["measure"]
-    k = int(p.get("k") or 0)
-    level = s.get("level", 0.95)
-    lvl = f"{100 * level:g}%"
+    p = a.pooled
+    s = a.settings
+    m = s.measure
+    k = int(p.k or 0)
+    lvl = f"{100 * s.level:g}%"
     out = {"mode": "none", "lead": None, "lead_label": None, "probabilities": [], "frequentist": None, "why": None,
            "magnitude": None, "mid": mid_text(a), "absolute": None, "no_mid": None, "absolute_assumed": None, "judged_on":
-           a.get("imprecision_judged_on")}  # fmt: skip
-    if k == 0 or p.get("certainty") == NO_EVIDENCE:
+           a.imprecision_judged_on}  # fmt: skip
+    if k == 0 or p.certainty == NO_EVIDENCE:
         out["lead"] = "No usable evidence: no study reported this comparison and outcome in a usable form."
         return out
-    freq = _interval(m, p["estimate"], p["ci_low"], p["ci_high"], f"{lvl} CI")
-    b = a.get("bayes")
-    who = s.get("intervention_label") or "the intervention"
+    freq = _interval(m, p.estimate, p.ci_low, p.ci_high, f"{lvl} CI")
+    b = a.bayes
+    who = s.intervention_label or "the intervention"
     if k == 1:
         out.update(mode="single", lead_label="One trial", lead=freq)
-        est, lo, hi, name = p["estimate"], p["ci_low"], p["ci_high"], f"{lvl} CI"
-    elif b and b.get("headline"):
+        est, lo, hi, name = p.estimate, p.ci_low, p.ci_high, f"{lvl} CI"
+    elif b and b.headline:
         out.update(mode="bayes", lead_label=f"Bayesian estimate ({k} studies)",
-                   lead=_interval(m, b["estimate"], b["ci_low"], b["ci_high"], f"{lvl} credible interval"),
+                   lead=_interval(m, b.estimate, b.ci_low, b.ci_high, f"{lvl} credible interval"),
                    frequentist=f"Frequentist: {freq}", why=_why_differ(a))  # fmt: skip
-        if _finite(b.get("prob_important_benefit")):
+        if _finite(b.prob_important_benefit):
             out["probabilities"].append(
-                f"{chance(b['prob_important_benefit'])} that the benefit is large enough to notice (beyond the MID)")
-        if _finite(b.get("prob_benefit")):
-            out["probabilities"].append(f"{chance(b['prob_benefit'])} that {who} helps at all")
-        if not _finite(b.get("prob_important_benefit")):
+                f"{chance(b.prob_important_benefit)} that the benefit is large enough to notice (beyond the MID)")
+        if _finite(b.prob_benefit):
+            out["probabilities"].append(f"{chance(b.prob_benefit)} that {who} helps at all")
+        if not _finite(b.prob_important_benefit):
             out["no_mid"] = (
                 "The chances of a benefit are not computed: which direction of this outcome is better is not set "
-                "(higher_is_better in the config)" if a["outcome"].get("higher_is_better") is None else
+                "(higher_is_better in the config)" if a.outcome.higher_is_better is None else
                 "The chance of an important benefit is not computed: no minimal important difference is set for "
-                "this outcome" if a["outcome"].get("mid") is None else
+                "this outcome" if a.outcome.mid is None else
                 "The chance of an important benefit is not computed: the outcome's minimal important difference "
                 "cannot be put on the SMD scale (no comparator SD)")  # fmt: skip
-        est, lo, hi, name = b["estimate"], b["ci_low"], b["ci_high"], "credible interval"
+        est, lo, hi, name = b.estimate, b.ci_low, b.ci_high, "credible interval"
     else:
         out.update(mode="freq", lead_label=f"{k} studies", lead=freq)
         if b:
-            out["frequentist"] = ("Bayesian: " + _interval(m, b["estimate"], b["ci_low"], b["ci_high"],
+            out["frequentist"] = ("Bayesian: " + _interval(m, b.estimate, b.ci_low, b.ci_high,
                                                            f"{lvl} credible interval"))  # fmt: skip
-            if _finite(b.get("prob_important_benefit")):
+            if _finite(b.prob_important_benefit):
                 out["probabilities"].append(
-                    f"{chance(b['prob_important_benefit'])} that the benefit is large enough to notice (beyond the MID)")
-        est, lo, hi, name = p["estimate"], p["ci_low"], p["ci_high"], "CI"
+                    f"{chance(b.prob_important_benefit)} that the benefit is large enough to notice (beyond the MID)")
+        est, lo, hi, name = p.estimate, p.ci_low, p.ci_high, "CI"
     out["magnitude"] = magnitude_text(a, est)
     ab = absolute_effect(a, est, lo, hi, name)
     if ab:
@@ -245,16 +245,16 @@ def headline(a: dict) -> dict:
     return out
 
 
-def prior_sensitivity(a: dict) -> dict | None:
+def prior_sensitivity(a: AnalysisResult) -> dict | None:
     """The Bayesian result under each prior and REML, and whether the conclusion depends on the prior."""
-    b = a.get("bayes")
+    b = a.bayes
     if not b:
         return None
-    m = a["settings"]["measure"]
-    rows = [{"kind": "main analysis", "prior": b["tau_prior"], "estimate": b["estimate"], "ci_low": b["ci_low"],
-             "ci_high": b["ci_high"], "prob_benefit": b["prob_benefit"],
-             "prob_important_benefit": b["prob_important_benefit"]}]  # fmt: skip
-    rows += [dict(r) for r in a.get("bayes_sensitivity") or []]
+    m = a.settings.measure
+    rows = [{"kind": "main analysis", "prior": b.tau_prior, "estimate": b.estimate, "ci_low": b.ci_low,
+             "ci_high": b.ci_high, "prob_benefit": b.prob_benefit,
+             "prob_important_benefit": b.prob_important_benefit}]  # fmt: skip
+    rows += [r.to_dict() for r in a.bayes_sensitivity]  # template rows (dicts), with their effect text added
     for r in rows:
         r["effect"] = _interval(m, r["estimate"], r["ci_low"], r["ci_high"], "")
         r["effect"] = r["effect"].replace("( ", "(")
@@ -266,22 +266,22 @@ def prior_sensitivity(a: dict) -> dict | None:
             "effect (or the most likely direction changes) and under others it does not." if depends else
             "The conclusion does not depend on the prior: under every prior shown the credible interval "
             + ("excludes" if excl == {True} else "includes") + " no effect and the most likely direction is the same.")  # fmt: skip
-    return {"rows": rows, "depends": depends, "text": text, "source": b.get("tau_prior_source"),
-            "mu_prior": b.get("mu_prior"), "tau": (b["tau_median"], b["tau_ci_low"], b["tau_ci_high"]),
-            "pi": _interval(m, b["estimate"], b["pi_low"], b["pi_high"], f"{100 * a['settings'].get('level', 0.95):g}% predictive interval"),
-            "hdi": (_fmt(m, b["hdi_low"]), _fmt(m, b["hdi_high"])), "log_scale": m in RATIO_MEASURES}  # fmt: skip
+    return {"rows": rows, "depends": depends, "text": text, "source": b.tau_prior_source,
+            "mu_prior": b.mu_prior, "tau": (b.tau_median, b.tau_ci_low, b.tau_ci_high),
+            "pi": _interval(m, b.estimate, b.pi_low, b.pi_high, f"{100 * a.settings.level:g}% predictive interval"),
+            "hdi": (_fmt(m, b.hdi_low), _fmt(m, b.hdi_high)), "log_scale": m in RATIO_MEASURES}  # fmt: skip
 
 
-def evidence_glance(analyses: list[dict], studies: list[dict], config: dict, shipped: bool) -> dict:
+def evidence_glance(analyses: list[AnalysisResult], studies: list[dict], config: dict, shipped: bool) -> dict:
     """How the studies were found and how many studies and participants come from the target population."""
     target = config.get("target") or {}
     regions = set(target.get("regions") or [])
     region = {s["study_id"]: s.get("region") for s in studies}
     n_by_study: dict[str, float] = {}
     for a in analyses:
-        for st in a.get("studies") or []:
-            n = (st.get("n_intervention") or 0) + (st.get("n_comparator") or 0)
-            n_by_study[st["study_id"]] = max(n_by_study.get(st["study_id"], 0), n)
+        for st in a.studies:
+            n = (st.n_intervention or 0) + (st.n_comparator or 0)
+            n_by_study[st.study_id] = max(n_by_study.get(st.study_id, 0), n)
     used = sorted(n_by_study)
     in_target = [sid for sid in used if region.get(sid) in regions]
     rep = config.get("report") or {}
