@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from tpsynth.cochrane import (
 )
 from tpsynth.config import analysis_ids, load_config
 from tpsynth.report.build import effect_summary, weeks
+from tpsynth.results import AnalysisResult
 from tpsynth.validate import validate_sheets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,14 +171,14 @@ def test_imported_directory_runs_through_the_pipeline(imported):
     assert pooled["analysis_2_1"]["k"] == "2"
     assert list(pooled) == ["analysis_1_1", "analysis_1_2", "analysis_1_10", "analysis_2_1"]  # natural order
     # direction unknown: nothing flipped (Cochrane's experimental minus control) and neutral wording
-    res = json.loads((out / "results" / "analyses" / "analysis_1_1.json").read_text(encoding="utf-8"))
-    assert res["outcome"]["higher_is_better"] is None
-    assert not any("sign flipped" in n for s in res["studies"] for n in s["notes"])
-    jones = next(s for s in res["studies"] if s["study_id"] == "jones_2010")
-    assert jones["yi"] < 0  # experimental 2.5 vs control 3.2: negative, as Cochrane shows it
+    res = AnalysisResult.from_json(out / "results" / "analyses" / "analysis_1_1.json")
+    assert res.outcome.higher_is_better is None
+    assert not any("sign flipped" in n for s in res.studies for n in s.notes)
+    jones = next(s for s in res.studies if s.study_id == "jones_2010")
+    assert jones.yi < 0  # experimental 2.5 vs control 3.2: negative, as Cochrane shows it
     summary = effect_summary(res)
     assert summary["favours"] == "values above 0 mean higher with experimental (which direction is better is not set)"
-    assert weeks(res["settings"]["timepoint_weeks"]) == "0 weeks"
+    assert weeks(res.settings.timepoint_weeks) == "0 weeks"
     flow = read_csv(out / "data" / "processed" / "dataflow.csv")
     excluded = [r for r in flow if r["state"] == "excluded"]
     assert any("events exceed N" in r["reason"] for r in excluded)
