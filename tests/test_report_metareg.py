@@ -197,7 +197,7 @@ def test_subgroup_test_with_hksj_is_written_as_f(bcg):
     config = copy.deepcopy(config)
     config["analyses"]["bcg_alloc_common"]["ci"] = "hksj"
     arms = harmonise(sheets)[0]
-    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=arms).to_dict()
+    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=arms)
     out = _case("bcg_alloc", "REML", "hksj")["out"]
     assert out["QMdf"] == [2, 10]
     prov = build.provenance([], [], None, "1700000000")

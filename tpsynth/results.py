@@ -48,7 +48,11 @@ class ResultFormatError(ValueError):
 
 
 def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        return "a list"
+    return {float: "number", int: "integer", bool: "true or false", str: "text"}.get(tp) or getattr(tp, "__name__", str(tp))
 
 
 class _Record:
@@ -64,50 +68,28 @@ class _Record:
     def to_dict(self) -> dict:
         """The JSON object (plain dicts, lists, numbers, strings, None) of the output contract."""
         skip = self._absent()
-        out = {}
-        for f in fields(self):
-            if f.name == "extra" or f.name in skip:
-                continue
-            out[f.name] = _dump(getattr(self, f.name))
+        get = self.__dict__
+        out = {n: _dump(get[n]) for n in _names(type(self)) if n not in skip}
         if self._open:
             out.update(_dump(dict(self.extra)))
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping, *, source: str = "result", path: str = ""):
+    def from_dict(cls, data: Mapping, *, source: str = "result"):
         """Build from a JSON object; :class:`ResultFormatError` naming ``source`` and the field if it does not fit."""
-        where = path or cls.__name__
-        if not isinstance(data, Mapping):
-            raise ResultFormatError(f"{source}: field {where}: expected an object, got {_short(data)}")
-        hints = _hints(cls)
-        names = {f.name for f in fields(cls)} - {"extra"}
-        unknown = sorted(set(data) - names)
-        kw: dict[str, Any] = {}
-        if unknown and not cls._open:
-            key = f"{path}.{unknown[0]}" if path else unknown[0]
-            raise ResultFormatError(
-                f"{source}: field {key}: not part of an analysis result (written by another version of tpsynth? "
-                "run the pipeline again)"
-            )
-        if cls._open:
-            kw["extra"] = {k: data[k] for k in unknown}
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            key = f"{path}.{f.name}" if path else f.name
-            if f.name not in data:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    raise ResultFormatError(
-                        f"{source}: field {key} missing (a file from an older version of tpsynth? run the pipeline again)"
-                    )
-                continue
-            kw[f.name] = _load(hints[f.name], data[f.name], source, key)
-        return cls(**kw)
+        try:
+            return _loader(cls)(data)
+        except _Misfit as err:
+            where = "".join(err.path[::-1]).lstrip(".") or cls.__name__
+            raise ResultFormatError(f"{source}: field {where}{err.message}") from None
 
 
-@functools.cache
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
+class _Misfit(Exception):
+    """A value that does not fit its field; ``path`` collects the field names on the way out."""
+
+    def __init__(self, message: str):
+        self.message = message
+        self.path: list[str] = []
 
 
 def _short(v) -> str:
@@ -115,7 +97,21 @@ def _short(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _misfit(expected: str, v) -> _Misfit:
+    return _Misfit(f": expected {expected}, got {_short(v)}")
+
+
+@functools.cache
+def _names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name != "extra")
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _dump(v):
+    if type(v) in _SCALARS:
+        return v
     if isinstance(v, _Record):
         return v.to_dict()
     if isinstance(v, (list, tuple)):
@@ -125,62 +121,119 @@ def _dump(v):
     return v
 
 
-def _fail(source, key, tp, v):
-    raise ResultFormatError(f"{source}: field {key}: expected {_type_name(tp)}, got {_short(v)}")
-
-
-def _load(tp, v, source: str, key: str):
-    """``v`` (from JSON) checked against the annotation ``tp``; lists become tuples, records their classes."""
+@functools.cache
+def _loader(tp):
+    """A function checking a value from JSON against the annotation ``tp`` (built once per type): lists
+    become tuples, objects their record classes; numbers keep their type (an int stays an int, so the
+    JSON is written back byte for byte). It raises :class:`_Misfit` when the value does not fit."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if v is None:
-            if type(None) in args:
-                return None
-            _fail(source, key, tp, v)
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _load(a, v, source, key)
-            except ResultFormatError as err:
-                errors.append(err)
-        raise errors[0]
-    if tp is Any:
-        return v
+        inner = [_loader(a) for a in typing.get_args(tp) if a is not type(None)]
+        nullable = type(None) in typing.get_args(tp)
+
+        def union(v):
+            if v is None:
+                if nullable:
+                    return None
+                raise _misfit(_type_name(tp), v)
+            for i, load in enumerate(inner):
+                try:
+                    return load(v)
+                except _Misfit:
+                    if i == len(inner) - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        return union
     if isinstance(tp, type) and issubclass(tp, _Record):
-        return tp.from_dict(v, source=source, path=key)
+        return _record_loader(tp)
     if origin is tuple:
-        if not isinstance(v, (list, tuple)):
-            _fail(source, key, tp, v)
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_load(args[0], x, source, f"{key}[{i}]") for i, x in enumerate(v))
-        if len(args) != len(v):
-            _fail(source, key, tp, v)
-        return tuple(_load(a, x, source, f"{key}[{i}]") for i, (a, x) in enumerate(zip(args, v, strict=True)))
+            item = _loader(args[0])
+
+            def seq(v):
+                if not isinstance(v, (list, tuple)):
+                    raise _misfit(_type_name(tp), v)
+                out = []
+                for i, x in enumerate(v):
+                    try:
+                        out.append(item(x))
+                    except _Misfit as err:
+                        err.path.append(f"[{i}]")
+                        raise
+                return tuple(out)
+
+            return seq
+        items = [_loader(a) for a in args]
+
+        def fixed(v):
+            if not isinstance(v, (list, tuple)) or len(v) != len(items):
+                raise _misfit(_type_name(tp), v)
+            return tuple(load(x) for load, x in zip(items, v, strict=True))
+
+        return fixed
     if origin in (dict, Mapping) or tp in (dict, Mapping):
-        if not isinstance(v, Mapping):
-            _fail(source, key, tp, v)
-        return dict(v)
-    if tp is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            _fail(source, key, "number", v)
-        return v  # an int stays an int: the JSON is written back byte for byte
-    if tp is int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            _fail(source, key, "integer", v)
-        return v
-    if tp is bool:
-        if not isinstance(v, bool):
-            _fail(source, key, "true or false", v)
-        return v
-    if tp is str:
-        if not isinstance(v, str):
-            _fail(source, key, "text", v)
-        return v
-    raise TypeError(f"no loader for {tp!r} ({key})")  # a programming error in this module
+
+        def mapping(v):
+            if not isinstance(v, Mapping):
+                raise _misfit("an object", v)
+            return dict(v)
+
+        return mapping
+    if tp is Any:
+        return lambda v: v
+    checks = {
+        float: ("number", lambda v: type(v) is float or isinstance(v, (int, float)) and not isinstance(v, bool)),
+        int: ("integer", lambda v: type(v) is int or isinstance(v, int) and not isinstance(v, bool)),
+        bool: ("true or false", lambda v: type(v) is bool),
+        str: ("text", lambda v: type(v) is str or isinstance(v, str)),
+    }
+    if tp not in checks:
+        raise TypeError(f"no loader for {tp!r}")  # a programming error in this module
+    expected, ok = checks[tp]
+
+    def scalar(v):
+        if ok(v):
+            return v
+        raise _misfit(expected, v)
+
+    return scalar
+
+
+def _record_loader(cls):
+    hints = typing.get_type_hints(cls)
+    fs = [f for f in fields(cls) if f.name != "extra"]
+    loads = [(f.name, _loader(hints[f.name])) for f in fs]
+    names = frozenset(f.name for f in fs)
+    required = [f.name for f in fs if f.default is MISSING and f.default_factory is MISSING]
+
+    def record(data):
+        if not isinstance(data, Mapping):
+            raise _misfit("an object", data)
+        kw: dict[str, Any] = {}
+        if not names.issuperset(data):
+            unknown = sorted(set(data) - names)
+            if not cls._open:
+                err = _Misfit(": not part of an analysis result (written by another version of tpsynth? run the pipeline again)")
+                err.path.append(f".{unknown[0]}")
+                raise err
+            kw["extra"] = {k: data[k] for k in unknown}
+        for name, load in loads:
+            if name in data:
+                try:
+                    kw[name] = load(data[name])
+                except _Misfit as err:
+                    err.path.append(f".{name}")
+                    raise
+        for name in required:
+            if name not in kw:
+                err = _Misfit(" missing (a file from an older version of tpsynth? run the pipeline again)")
+                err.path.append(f".{name}")
+                raise err
+        return cls(**kw)
+
+    return record
 
 
 _rec = dataclass(frozen=True, kw_only=True)
