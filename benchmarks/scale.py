@@ -13,7 +13,7 @@ peak resident memory (``wait4``) are printed:
   ingest          validate + harmonise, write arms.csv and the ingest data flow (rule ingest)
   analyse ID      one analysis (rule analyse), leave-one-out and cumulative pooling included
   collect         result tables and the data flow (rule collect)
-  figures ID      forest and funnel plots of one analysis, PNG/SVG/PDF (rule figures)
+  figures ID      forest and funnel plots of one analysis, PNG/SVG/PDF (drawn by rule analyse)
   report          the summary figure (rule summary_figure) and results/report.html (rule report)
   workflow        the whole workflow again, as `make report` runs it (snakemake -c 2 --forceall)
 
@@ -151,15 +151,15 @@ def stage_commands(wd: Path) -> list[tuple[str, str, list[str]]]:
     for a in ANALYSES:
         cmds.append(("figures", f"figures {a}", [py, "-c", (
             "from tpsynth.figures import forest_figure, funnel_figure, save_all\n"
-            "from tpsynth.tables import read_json\n"
-            f"a = read_json('results/analyses/{a}.json')\n"
+            "from tpsynth.results import AnalysisResult\n"
+            f"a = AnalysisResult.from_json('results/analyses/{a}.json')\n"
             f"save_all(forest_figure(a), 'results/figures/forest_{a}')\n"
             f"save_all(funnel_figure(a), 'results/figures/funnel_{a}')\n")]))  # fmt: skip
     figs = {f"{kind}_{a}": f"results/figures/{kind}_{a}.png" for a in ANALYSES for kind in ("forest", "funnel")}
     cmds.append(("report", "summary figure", [py, "-c", (
         "from tpsynth.figures import summary_figure, save_all\n"
-        "from tpsynth.tables import read_json\n"
-        f"save_all(summary_figure([read_json(p) for p in {jsons!r}]), 'results/figures/summary')\n")]))  # fmt: skip
+        "from tpsynth.results import AnalysisResult\n"
+        f"save_all(summary_figure([AnalysisResult.from_json(p) for p in {jsons!r}]), 'results/figures/summary')\n")]))  # fmt: skip
     cmds.append(("report", "report", [py, "-c", PRELUDE + (
         "from tpsynth.report import build_report\n"
         f"html = build_report(analysis_paths={jsons!r}, config=config, evidence_path={ev!r},"
