@@ -255,7 +255,7 @@ def test_deterministic():
     y, v = [0.27, 0.26, -0.1], [0.067, 0.062, 0.04]
     a = bayes.bayes_meta(y, v, "log_t_tau2(-3.02, 2.27, 5)", benefit="higher", mid=0.2)
     b = bayes.bayes_meta(y, v, "log_t_tau2(-3.02, 2.27, 5)", benefit="higher", mid=0.2)
-    assert repr(a.as_dict()) == repr(b.as_dict())
+    assert repr(a.to_dict()) == repr(b.to_dict())
 
 
 def test_benefit_direction():

@@ -437,7 +437,7 @@ HALF_NORMAL_MEDIAN = 0.6744897501960817  # median of half-normal(1) = Phi^-1(0.7
 def _bayes_summary(post, benefit, mid, level, study_ids) -> dict:
     from . import bayes
 
-    d = bayes.summarise(post, level=level, benefit=benefit, mid=mid, study_ids=study_ids).as_dict()
+    d = bayes.summarise(post, level=level, benefit=benefit, mid=mid, study_ids=study_ids).to_dict()
     return {k: (_f(v) if isinstance(v, float) else v) for k, v in d.items()}
 
 

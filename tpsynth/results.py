@@ -642,10 +642,6 @@ class BayesResult(_Record):
     mid: Num
     studies: tuple[BayesStudy, ...]
 
-    def as_dict(self) -> dict:
-        """The summary as plain values (:meth:`to_dict`)."""
-        return self.to_dict()
-
 
 @_rec
 class BayesSummary(BayesResult):
