@@ -14,7 +14,7 @@ from numpy.testing import assert_allclose
 from scipy import stats
 
 from tpsynth.config import analysis_settings
-from tpsynth.study_effects import build_study_effects
+from tpsynth.study_effects import arms_table, build_study_effects
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def effects_for(base, analysis_id, **overrides):
     a = analysis_settings(config, analysis_id)
     studies = {s["study_id"]: s for s in sheets.studies}
     contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
-    eff, flow = build_study_effects(a, arms, contrasts, studies, config)
+    eff, flow = build_study_effects(a, arms_table(arms), contrasts, studies, config)
     return {e.study_id: e for e in eff}, flow
 
 
@@ -102,7 +102,7 @@ def test_instrument_direction_is_flipped(base):
         flipped.append(a)
     a = analysis_settings(config, "pain_smd")
     studies = {s["study_id"]: s for s in sheets.studies}
-    eff, _ = build_study_effects(a, flipped, [], studies, config)
+    eff, _ = build_study_effects(a, arms_table(flipped), [], studies, config)
     g, _ = hedges_g(30, 15, 20, 45, 18, 20)
     assert_allclose(next(e for e in eff if e.study_id == "a2001").yi, -g, rtol=1e-12)
 
@@ -117,7 +117,7 @@ def test_contrast_enters_with_se_from_ci_and_reversed_direction(base):
                      for r in sheets.contrasts if not r.get("unusable_reason")]  # fmt: skip
     a = analysis_settings(config, "pain_md")
     studies = {s["study_id"]: s for s in sheets.studies}
-    eff2, _ = build_study_effects(a, arms, reversed_rows, studies, config)
+    eff2, _ = build_study_effects(a, arms_table(arms), reversed_rows, studies, config)
     e2 = next(x for x in eff2 if x.study_id == "e2020")
     assert_allclose([e2.yi, e2.vi], [e.yi, e.vi], rtol=1e-12)
     assert (e2.n_intervention, e2.n_comparator) == (62, 62)
@@ -142,6 +142,6 @@ def test_md_refuses_instrument_without_scale(base):
     noscale = [dict(a, scale_min=None, scale_max=None) if a["study_id"] == "c2010" else a for a in arms]
     a = analysis_settings(config, "pain_md")
     studies = {s["study_id"]: s for s in sheets.studies}
-    eff, flow = build_study_effects(a, noscale, [], studies, config)
+    eff, flow = build_study_effects(a, arms_table(noscale), [], studies, config)
     assert "c2010" not in {e.study_id for e in eff}
     assert any("MD needs scale_min/scale_max for instrument NPRS_0_10" in f["reason"] for f in flow)

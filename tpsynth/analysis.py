@@ -13,12 +13,13 @@ import numpy as np
 from scipy.special import ndtri
 
 from . import mh, pooling
+from .columns import Table
 from .harmonise import harmonise
 from .meta import design_matrix, meta_analysis
 from .mh import TableResult
 from .results import AnalysisResult
 from .rob import study_judgement
-from .study_effects import TABLE_METHODS, build_study_effects
+from .study_effects import TABLE_METHODS, arms_table, build_study_effects
 from .validate import Sheets
 
 MIN_K_SMALL_STUDY = 10
@@ -265,7 +266,7 @@ def _brief(d: dict) -> dict:
     return {k: d.get(k) for k in ("k", "estimate", "ci_low", "ci_high", "tau2", "i2")}
 
 
-def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] | None = None) -> AnalysisResult:
+def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: Table | list[dict] | None = None) -> AnalysisResult:
     """Run one analysis on validated sheets.
 
     Parameters
@@ -276,8 +277,9 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
         Validated sheets (:func:`tpsynth.validate.load_sheets`).
     config : dict
         The validated configuration.
-    arms : list of dict, optional
-        Harmonised arms; computed from ``sheets`` when not given.
+    arms : Table or list of dict, optional
+        Harmonised arms (:func:`tpsynth.harmonise.harmonise`), by columns or as rows (made into a table
+        once: :func:`tpsynth.study_effects.arms_table`); computed from ``sheets`` when not given.
 
     Returns
     -------
@@ -288,10 +290,9 @@ def run_analysis(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] 
     return AnalysisResult.from_dict(out, source=f"analysis {analysis['id']}")
 
 
-def _result_fields(analysis: dict, sheets: Sheets, config: dict, arms: list[dict] | None) -> dict:
+def _result_fields(analysis: dict, sheets: Sheets, config: dict, arms: Table | list[dict] | None) -> dict:
     """The fields of the result; the certainty rating (:mod:`tpsynth.certainty`) reads the parts built before it."""
-    if arms is None:
-        arms, _ = harmonise(sheets)
+    arms = arms_table(harmonise(sheets)[0] if arms is None else arms)
     studies = {s["study_id"]: s for s in sheets.studies}
     contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
     effects, flow = build_study_effects(analysis, arms, contrasts, studies, config)

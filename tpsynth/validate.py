@@ -671,7 +671,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     """
     from .config import analysis_settings
     from .harmonise import harmonise
-    from .study_effects import build_study_effects
+    from .study_effects import arms_table, build_study_effects
 
     paths = {"outcomes": sheets.paths.get("outcomes", "outcomes.csv"), "contrasts": sheets.paths.get("contrasts", "contrasts.csv")}
     arms, ingest = harmonise(sheets)
@@ -686,6 +686,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     for r in sheets.outcomes:
         arms_of.setdefault((r.get("study_id"), r.get("outcome")), set()).add(r.get("intervention"))
     found: dict[tuple, list[str]] = {}
+    arm_table = arms_table(arms)
 
     def add(key, column, reason, aid):
         found.setdefault((key, column, str(reason)), []).append(aid)
@@ -712,7 +713,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
             if not on_side:
                 continue
             add(key, getattr(reason, "column", None) or "unusable_reason", reason, aid)
-        _, flow = build_study_effects(a, arms, usable_contrasts, studies, config)
+        _, flow = build_study_effects(a, arm_table, usable_contrasts, studies, config)
         for f in flow:
             column = getattr(f["reason"], "column", None)
             if f["state"] == "not_used" and column:
