@@ -357,3 +357,27 @@ def test_subgroup_difference_simple():
     assert (qb, df) == (0.5, 1)
     np.testing.assert_allclose(p, 0.4795001221869535)
     assert subgroup_difference([0.3], [0.1]) == (0.0, 0, 1.0)
+
+
+def test_paule_mandel_root_kept_when_q_hits_the_target_exactly():
+    """A Newton iterate where Q(tau2) - (k - 1) is exactly 0 in floating point is the root.
+
+    The root finder used to replace it by the midpoint of its bracket (relative error 5e-9 here);
+    checked against the generalised Q in exact rational arithmetic.
+    """
+    from fractions import Fraction
+
+    rng = np.random.default_rng(1)
+    for k in (40, 200, 1500):
+        y, v = rng.normal(0.3, 0.4, k), rng.uniform(0.01, 0.2, k)
+        order = rng.permutation(k)
+    s = order[:66]
+    tau2 = pool(y[s], v[s], method="PM", ci="wald").tau2
+
+    def q_minus_target(t):
+        w = [1 / (Fraction(vi) + Fraction(t)) for vi in v[s]]
+        mu = sum(wi * Fraction(yi) for wi, yi in zip(w, y[s], strict=True)) / sum(w)
+        return float(sum(wi * (Fraction(yi) - mu) ** 2 for wi, yi in zip(w, y[s], strict=True)) - (s.size - 1))
+
+    dq = q_minus_target(tau2 * (1 + 1e-12)) - q_minus_target(tau2)  # Q's change over 1e-12 relative
+    assert abs(q_minus_target(tau2)) <= abs(dq)

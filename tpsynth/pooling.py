@@ -434,8 +434,8 @@ def _solve_q(gr, y, v, target, lo, hi, active):
         lo = np.where(todo & (f > 0), x, lo)
         hi = np.where(todo & (f <= 0), x, hi)
         with np.errstate(divide="ignore", invalid="ignore"):
-            xn = x - f / dq
-        bad = ~np.isfinite(xn) | (xn <= lo) | (xn >= hi)
+            xn = np.where(f == 0, x, x - f / dq)  # an exact root is kept (it is also the new bracket end)
+        bad = (f != 0) & (~np.isfinite(xn) | (xn <= lo) | (xn >= hi))
         xn = np.where(bad, 0.5 * (lo + hi), xn)
         tol = ROOT_RTOL * np.maximum(np.abs(xn), 1e-12) + ROOT_ATOL
         done = todo & ((np.abs(xn - x) <= tol) | (f == 0) | (hi - lo <= tol))
