@@ -1,13 +1,15 @@
 """What keeps cost linear at large k (issue 14); the figures themselves are in benchmarks/scale.py.
 
 Leave-one-out and cumulative fits run in bounded-memory chunks and equal one big batch and the single
-fits; above SENSITIVITY_MAX_K they are not computed and the analysis says so; forest plots summarise
+fits; Mantel-Haenszel / Peto ones above TABLE_SENSITIVITY_MAX_K are not computed and the analysis says
+so (tests/test_subset_fits.py checks the fast inverse-variance subset fits); forest plots summarise
 above FOREST_MAX_STUDIES and funnel plots draw one artist above MANY_POINTS; the report's study table
 groups rows once.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import replace
 
@@ -78,16 +80,21 @@ def test_cumulative_sensitivity_rows_are_the_prefix_fits(fixture_inputs):
     assert len(ids) == len(cum)
 
 
-def test_sensitivity_refits_skipped_above_the_limit_with_a_note(fixture_inputs, monkeypatch):
+def test_table_method_sensitivity_skipped_above_the_limit_with_a_note(fixture_inputs, monkeypatch):
+    """Mantel-Haenszel / Peto subsets are pooled one by one (k² work): limited, with a note.  The
+    inverse-variance methods have no limit."""
     config, sheets, arms = fixture_inputs
-    monkeypatch.setattr(analysis_mod, "SENSITIVITY_MAX_K", 3)
+    monkeypatch.setattr(analysis_mod, "TABLE_SENSITIVITY_MAX_K", 1)
     res = analysis_mod.run_analysis(analysis_settings(config, "pain_md"), sheets, config, arms).to_dict()
-    k = res["pooled"]["k"]
-    assert k == 4
-    kinds = {s["kind"] for s in res["sensitivity"]}
-    assert not kinds & {"leave_one_out", "cumulative"}
-    assert "without_high_rob" in kinds
-    assert any("leave-one-out and cumulative analyses not computed: k = 4 is above 3" in n for n in res["notes"])
+    assert res["pooled"]["k"] == 4
+    assert [s["kind"] for s in res["sensitivity"]].count("leave_one_out") == 4
+    assert not any("not computed" in n for n in res["notes"])
+    config = copy.deepcopy(config)
+    config["analyses"]["resp_rr"]["method"] = "MH"
+    res = analysis_mod.run_analysis(analysis_settings(config, "resp_rr"), sheets, config, arms).to_dict()
+    assert res["pooled"]["k"] == 2
+    assert not {s["kind"] for s in res["sensitivity"]} & {"leave_one_out", "cumulative"}
+    assert any("leave-one-out and cumulative analyses not computed: k = 2 is above 1 for MH" in n for n in res["notes"])
 
 
 def _svg(fig) -> str:

@@ -25,9 +25,11 @@ from .validate import Sheets
 MIN_K_SMALL_STUDY = 10
 
 
-#: Largest k for which leave-one-out and cumulative pooling are computed (k refits of up to k studies
-#: each: ~8 s at k = 2,000, ~50 s at 5,000 on one core); above, the analysis notes that they were not.
-SENSITIVITY_MAX_K = 5_000
+#: Largest k for which the Mantel-Haenszel and Peto leave-one-out and cumulative analyses are computed:
+#: they pool the 2x2 tables of each subset again (k pools of up to k studies, ~1 ms each at k = 10,000);
+#: above, the analysis notes that they were not.  Inverse-variance methods have no limit: their subset
+#: fits are sums per subset (:mod:`tpsynth.subset_fits`), about linear in k.
+TABLE_SENSITIVITY_MAX_K = 5_000
 
 
 def _f(x) -> float | None:
@@ -387,10 +389,10 @@ def _result_fields(analysis: dict, sheets: Sheets, config: dict, arms: Table | l
 
     # sensitivity
     sens = []
-    if k > SENSITIVITY_MAX_K:
+    if model.tables is not None and k > TABLE_SENSITIVITY_MAX_K:
         out["notes"].append(
-            f"leave-one-out and cumulative analyses not computed: k = {k:,} is above {SENSITIVITY_MAX_K:,} "
-            "(k refits of up to k studies each: the cost grows with k²)"
+            f"leave-one-out and cumulative analyses not computed: k = {k:,} is above {TABLE_SENSITIVITY_MAX_K:,} "
+            f"for {analysis['method']} (each subset's 2x2 tables are pooled again: the cost grows with k²)"
         )
     elif k >= 2:
         for e, d in zip(effects, model.leave_one_out(), strict=True):

@@ -7,8 +7,9 @@
 
 A :class:`MetaAnalysis` keeps its data (``yi``, ``vi``, design matrix ``X``, study labels) and its
 settings, is immutable (frozen dataclass, read-only arrays) and refits the one engine,
-:func:`tpsynth.pooling.pool_many`, for every diagnostic, as metafor's methods refit ``rma()``:
-``leave_one_out``, ``cumulative``, ``subset``, ``egger`` (``regtest(model="lm")``), ``trimfill``,
+:func:`tpsynth.pooling.pool_many`, for every diagnostic, as metafor's methods refit ``rma()``
+(``leave_one_out`` and ``cumulative`` of an intercept-only model: the same fits from per-subset sums,
+:mod:`tpsynth.subset_fits`): ``leave_one_out``, ``cumulative``, ``subset``, ``egger`` (``regtest(model="lm")``), ``trimfill``,
 ``permutation_test`` (``permutest``) and ``predict``.  ``forest``, ``funnel`` and ``bubble`` draw the
 figures with the pipeline's own figure code, as new figures or into a user's axes (``ax=``).
 
@@ -48,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-from . import pooling
+from . import pooling, subset_fits
 
 __all__ = ["MetaAnalysis", "PermutationResult", "design_matrix", "meta_analysis"]
 
@@ -377,15 +378,22 @@ class MetaAnalysis:
         return pd.DataFrame(cols)
 
     def leave_one_out(self, frame: bool = True):
-        """One fit per left-out study (metafor ``leave1out``), all in one engine call.
+        """One fit per left-out study (metafor ``leave1out``).
+
+        Intercept-only models: :func:`tpsynth.subset_fits.leave_one_out_fits` (about linear in k);
+        meta-regressions: every subset refitted by the engine in bounded-memory chunks (k² work).
 
         Returns a DataFrame (``frame=False``: a dict of numpy columns, without importing pandas)
         with the left-out study's label, k, the estimate(s), heterogeneity and convergence.
         """
         if self.k < 2:
             raise ValueError("leave-one-out needs at least two studies")
-        all_idx = np.arange(self.k)
-        out = self._many([np.delete(all_idx, i) for i in range(self.k)])
+        if self.p == 1:  # sums per subset, about linear in k (tpsynth.subset_fits)
+            out = subset_fits.leave_one_out_fits(self.yi, self.vi, self.method_requested, self.ci_requested,
+                                                 self.level)  # fmt: skip
+        else:
+            all_idx = np.arange(self.k)
+            out = self._many([np.delete(all_idx, i) for i in range(self.k)])
         return self._frame(out, list(self.slab), "left_out", frame)
 
     def cumulative(self, order=None, frame: bool = True):
@@ -397,7 +405,11 @@ class MetaAnalysis:
         order = np.arange(self.k) if order is None else np.asarray(order, dtype=np.intp)
         if sorted(order.tolist()) != list(range(self.k)):
             raise ValueError("order must be a permutation of 0..k-1")
-        out = self._many([order[: i + 1] for i in range(self.k)])
+        if self.p == 1:
+            out = subset_fits.cumulative_fits(self.yi, self.vi, order, self.method_requested, self.ci_requested,
+                                              self.level)  # fmt: skip
+        else:
+            out = self._many([order[: i + 1] for i in range(self.k)])
         return self._frame(out, [self.slab[i] for i in order], "added", frame)
 
     def subset(self, mask) -> MetaAnalysis:

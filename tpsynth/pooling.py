@@ -12,8 +12,9 @@ Everything is computed *vectorised across analyses*: :func:`pool_many` fits
 any number of independent meta-analyses (given as one long vector of effects
 plus an integer group code per row) with ``np.bincount`` sums, simultaneous
 Fisher scoring and simultaneous safeguarded Newton/bisection root finding.
-:func:`pool`, :func:`leave_one_out` and :func:`cumulative` are thin wrappers
-around it.
+:func:`pool` is a thin wrapper around it; :func:`leave_one_out` and
+:func:`cumulative` use :mod:`tpsynth.subset_fits` (the same fits from
+per-subset sums, refitting here only the subsets it cannot vouch for).
 
 Estimators of the between-study variance tau^2 (``method``)
 -----------------------------------------------------------
@@ -571,16 +572,7 @@ def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter, X=None):
                 adj = (gr.sum(w * w * r * r) - sw) / gr.sum(w * w)
             else:  # EB
                 adj = (gr.sum(w * r * r) * k / (k - p) - k) / sw
-        adj = np.where(np.isnan(adj), 0.0, adj) * stepadj
-        # metafor halves the step while tau2 + adj < tau2.min = 0; at tau2 = 0
-        # that ends with adj underflowing to 0
-        adj = np.where((t == 0) & (adj < 0), 0.0, adj)
-        neg = np.flatnonzero(t + adj < 0)
-        while neg.size:
-            adj[neg] /= 2
-            neg = neg[t[neg] + adj[neg] < 0]
-        new = t + adj
-        done = np.abs(new - t) <= FS_THRESHOLD * np.maximum(1.0, new)
+        new, done = _fisher_update(t, np.where(np.isnan(adj), 0.0, adj) * stepadj)
         t = np.where(running, new, t)
         newly = done & running
         if newly.any():
@@ -597,6 +589,21 @@ def _fisher_steps(y, v, g, G, method, tau2, stepadj, maxiter, X=None):
                 running = np.ones(ids.size, dtype=bool)
     tau2[ids[running]] = t[running]  # not converged: last iterate (unused)
     return tau2, conv
+
+
+def _fisher_update(t, adj):
+    """One Fisher scoring step from tau² ``t`` by ``adj``: (new tau², converged).
+
+    metafor halves the step while tau2 + adj < tau2.min = 0; at tau2 = 0 that ends with adj
+    underflowing to 0.  Converged: the change is at most ``FS_THRESHOLD * max(1, new)``.
+    """
+    adj = np.where((t == 0) & (adj < 0), 0.0, adj)
+    neg = np.flatnonzero(t + adj < 0)
+    while neg.size:
+        adj[neg] /= 2
+        neg = neg[t[neg] + adj[neg] < 0]
+    new = t + adj
+    return new, np.abs(new - t) <= FS_THRESHOLD * np.maximum(1.0, new)
 
 
 def _compact(y, v, X, g, ids, keep_groups, keep_rows, is_top):
@@ -1008,7 +1015,7 @@ def _qprofile(gr, y, v, tau2, q0, k, level):
     return lo, hi, cap | capl
 
 
-def _result_from(out, i, sl, method_requested, notes=()):
+def _result_from(out, i, sl, method_requested, notes=(), weights=None):
     vals = {f: out[f][i] for f in _SCALAR_FIELDS}
     conv = bool(vals.pop("converged"))
     notes = list(notes)
@@ -1035,7 +1042,7 @@ def _result_from(out, i, sl, method_requested, notes=()):
         level=float(out["level"][i]),
         q_df=int(vals.pop("q_df")),
         **{f: float(x) for f, x in vals.items()},
-        weights=np.asarray(out["weights"][sl], dtype=float),
+        weights=np.asarray(out["weights"][sl] if weights is None else weights, dtype=float),
         converged=conv,
         method_requested=method_requested,
         notes=tuple(notes),
@@ -1113,28 +1120,33 @@ def pool_subsets(y, v, subsets, method="REML", ci="hksj", level=0.95, tau2_ci=Tr
     return out
 
 
-def _pool_subsets(y, v, subsets, method, ci, level, tau2_ci=True):
-    out = pool_subsets(y, v, subsets, method, ci, level, tau2_ci=tau2_ci)
-    bounds = np.concatenate(([0], np.cumsum([len(s) for s in subsets])))
-    return [_result_from(out, j, slice(bounds[j], bounds[j + 1]), method) for j in range(len(subsets))]
+def _subset_results(y, v, out, subsets, method) -> list[PooledResult]:
+    """PooledResults of :mod:`tpsynth.subset_fits` output; weights 100 w / sum w of each subset."""
+    res = []
+    for j, idx in enumerate(subsets):
+        w = 1.0 / (v[idx] + out["tau2"][j])
+        res.append(_result_from(out, j, None, method, weights=100.0 * w / w.sum()))
+    return res
 
 
 def leave_one_out(yi, vi, method="REML", ci="hksj", level=0.95, tau2_ci=True) -> list[PooledResult]:
     """Leave-one-out analyses (metafor ``leave1out()``).
 
-    Element ``i`` of the returned list is the analysis without study ``i``;
-    all are fitted together with :func:`pool_subsets` (vectorised, in chunks
-    of bounded memory; the work grows with k², as k refits of k - 1 studies).
-    Weights are those of the remaining k-1 studies in their original order.
-    ``tau2_ci=False`` skips the Q-profile intervals.
+    Element ``i`` of the returned list is the analysis without study ``i``, computed by
+    :func:`tpsynth.subset_fits.leave_one_out_fits` (series sums about shared tau² centres, about
+    linear in k; equal to refitting each subset with :func:`pool_many`).  Weights are those of the
+    remaining k-1 studies in their original order (k² numbers in all).  ``tau2_ci=False`` skips the
+    Q-profile intervals.
     """
+    from .subset_fits import leave_one_out_fits
+
     y, v = _check_inputs(yi, vi)
     n = y.size
     if n < 2:
         raise ValueError("leave-one-out needs at least two studies")
+    out = leave_one_out_fits(y, v, method, ci, level, tau2_ci=tau2_ci)
     all_idx = np.arange(n)
-    subsets = [np.delete(all_idx, i) for i in range(n)]
-    return _pool_subsets(y, v, subsets, method, ci, level, tau2_ci)
+    return _subset_results(y, v, out, (np.delete(all_idx, i) for i in range(n)), method)
 
 
 def cumulative(yi, vi, order=None, method="REML", ci="hksj", level=0.95, tau2_ci=True) -> list[PooledResult]:
@@ -1146,15 +1158,18 @@ def cumulative(yi, vi, order=None, method="REML", ci="hksj", level=0.95, tau2_ci
         0-based permutation giving the order in which studies are added
         (e.g. ``np.argsort(year)``); default the input order.  Element ``i``
         of the result pools studies ``order[:i + 1]`` (the first one is a
-        k = 1 "analysis", for which metafor uses a Wald interval).
+        k = 1 "analysis", for which metafor uses a Wald interval).  Computed by
+        :func:`tpsynth.subset_fits.cumulative_fits`, as :func:`leave_one_out`.
     """
+    from .subset_fits import cumulative_fits
+
     y, v = _check_inputs(yi, vi)
     n = y.size
     order = np.arange(n) if order is None else np.asarray(order, dtype=np.intp)
     if sorted(order.tolist()) != list(range(n)):
         raise ValueError("order must be a permutation of 0..k-1")
-    subsets = [order[: i + 1] for i in range(n)]
-    return _pool_subsets(y, v, subsets, method, ci, level, tau2_ci)
+    out = cumulative_fits(y, v, order, method, ci, level, tau2_ci=tau2_ci)
+    return _subset_results(y, v, out, (order[: i + 1] for i in range(n)), method)
 
 
 def subgroup_difference(estimates, ses) -> tuple[float, int, float]:
