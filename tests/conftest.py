@@ -26,7 +26,7 @@ def fixture_inputs():
     raw = FIXTURE / "data/raw"
     sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), str(raw / "contrasts.csv"), config)
     assert problems == []
-    return config, sheets, harmonise(sheets)[0]
+    return config, sheets, harmonise(sheets)[0].rows()
 
 
 def pytest_collection_modifyitems(config, items):

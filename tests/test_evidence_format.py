@@ -13,8 +13,8 @@ from tpsynth.config import load_config
 
 
 def _as_rows_json(obj):
-    """What the old layout (every row an object, keys sorted) read back as."""
-    return json.loads(json.dumps(obj, sort_keys=True, allow_nan=False))
+    """What the old layout (every row an object, keys sorted) read back as (a Table: its rows)."""
+    return json.loads(json.dumps(obj, sort_keys=True, allow_nan=False, default=lambda t: t.rows()))
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_evidence_reads_back_as_rows(ingested):
         assert [list(r) for r in back[key]] == [list(r) for r in expected[key]], key
     raw = json.loads(open("data/processed/evidence.json", encoding="utf-8").read())
     assert set(raw["outcomes"]) == {"columns", "length"} and raw["outcomes"]["length"] == len(ev["outcomes"])
-    assert list(raw["outcomes"]["columns"]) == sorted(ev["outcomes"][0])
+    assert list(raw["outcomes"]["columns"]) == sorted(ev["outcomes"].names)
 
 
 def test_slices_read_back_as_rows_and_hash_as_written(ingested):
@@ -54,12 +54,13 @@ def test_unchanged_slice_is_not_rewritten(ingested):
     os.utime(path, (1, 1))
     assert pipeline.write_slices(config, ev, "data/processed/slices") == []
     assert path.stat().st_mtime == 1
-    row = next(r for r in ev["outcomes"] if r["outcome"] == config["analyses"]["pain_md"]["outcome"])
-    row["notes"] = "text that reaches no arm"  # the outcome rows are not in the slices
+    outcome = config["analyses"]["pain_md"]["outcome"]
+    i = ev["outcomes"]["outcome"].index(outcome)
+    ev["outcomes"]["notes"][i] = "text that reaches no arm"  # the outcome rows are not in the slices
     assert pipeline.write_slices(config, ev, "data/processed/slices") == []
-    row = next(r for r in ev["arms"] if r["outcome"] == config["analyses"]["pain_md"]["outcome"])
-    row["mean"] = row["mean"] + 1
-    pain = sorted(a for a in config["analyses"] if config["analyses"][a]["outcome"] == row["outcome"])
+    i = ev["arms"]["outcome"].index(outcome)
+    ev["arms"]["mean"][i] += 1
+    pain = sorted(a for a in config["analyses"] if config["analyses"][a]["outcome"] == outcome)
     assert pain and pipeline.write_slices(config, ev, "data/processed/slices") == pain
     assert path.stat().st_mtime > 1
     assert not list(path.parent.glob(".*tmp-*"))  # no temporary file left behind
@@ -93,7 +94,7 @@ def test_analysis_from_its_slice_equals_analysis_from_the_sheets(ingested):
 
     config, ev = ingested
     sheets = load_sheets(config)
-    arms, _ = harmonise(sheets)
+    arms = harmonise(sheets)[0].rows()
     for aid in config["analyses"]:
         sl = pipeline.read_evidence(pipeline.slice_path("data/processed/slices", aid))
         assert "outcomes" not in sl

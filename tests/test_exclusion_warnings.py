@@ -78,7 +78,7 @@ def test_warnings_are_excluded_rows_of_the_dataflow(ws):
     sheets, _ = validate_sheets("data/raw/studies.csv", "data/raw/outcomes.csv", "data/raw/contrasts.csv", cfg)
     from tpsynth.harmonise import harmonise
 
-    _, ingest = harmonise(sheets)
+    ingest = harmonise(sheets)[1].rows()
     results = {a: run_analysis(analysis_settings(cfg, a), sheets, cfg).to_dict() for a in cfg["analyses"]}
     final = {(f["sheet"], int(f["line"])): f for f in dataflow_rows(ingest, list(results.values()))}
     found = exclusion_warnings(sheets, cfg)
@@ -125,7 +125,7 @@ def test_dataflow_rows_in_place_equal_copied(ws):
     sheets, _ = validate_sheets("data/raw/studies.csv", "data/raw/outcomes.csv", "data/raw/contrasts.csv", cfg)
     from tpsynth.harmonise import harmonise
 
-    _, ingest = harmonise(sheets)
+    ingest = harmonise(sheets)[1].rows()
     results = [run_analysis(analysis_settings(cfg, a), sheets, cfg).to_dict() for a in cfg["analyses"]]
     before = copy.deepcopy(ingest)
     copied = dataflow_rows(ingest, results)

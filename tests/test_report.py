@@ -116,7 +116,7 @@ def inputs(workspace):
     figures = {k: build.data_uri(v) for k, v in _figure_paths(wd).items()}
     prov = build.provenance([("config/config.yaml", str(wd / "config/config.yaml"))], [], None, "1700000000")
     return {
-        "analyses": analyses, "config": config, "studies": sheets.studies, "outcomes": sheets.outcomes,
+        "analyses": analyses, "config": config, "studies": sheets.studies, "outcomes": sheets.outcomes.rows(),
         "contrasts": sheets.contrasts, "flow_rows": build.read_csv(wd / "data/processed/dataflow.csv"),
         "arms": build.read_csv(wd / "data/processed/arms.csv"), "figures": figures, "prov": prov,
     }  # fmt: skip

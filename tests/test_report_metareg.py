@@ -43,7 +43,7 @@ def bcg():
     raw = FIXTURE / "data/raw"
     sheets, problems = validate_sheets(str(raw / "studies.csv"), str(raw / "outcomes.csv"), None, config)
     assert problems == []
-    arms = harmonise(sheets)[0]
+    arms = harmonise(sheets)[0].rows()
     results = {aid: run_analysis(analysis_settings(config, aid), sheets, config, arms=arms) for aid in config["analyses"]}
     return config, sheets, results
 
@@ -56,7 +56,7 @@ def html(bcg, tmp_path_factory):
     figures = {"bubble_bcg_ablat_alloc/ablat": build.data_uri(svg)}  # bcg_ablat_knha's plot left missing
     prov = build.provenance([("config/config.yaml", str(FIXTURE / "config/config.yaml"))], [], None, "1700000000")
     ctx = build.build_context(
-        analyses=list(results.values()), config=config, studies=sheets.studies, outcomes=sheets.outcomes,
+        analyses=list(results.values()), config=config, studies=sheets.studies, outcomes=sheets.outcomes.rows(),
         contrasts=sheets.contrasts, flow_rows=[], arms=[], figures=figures, prov=prov,
     )  # fmt: skip
     return build.render(ctx)
@@ -196,13 +196,13 @@ def test_subgroup_test_with_hksj_is_written_as_f(bcg):
     config, sheets, _ = bcg
     config = copy.deepcopy(config)
     config["analyses"]["bcg_alloc_common"]["ci"] = "hksj"
-    arms = harmonise(sheets)[0]
+    arms = harmonise(sheets)[0].rows()
     res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=arms)
     out = _case("bcg_alloc", "REML", "hksj")["out"]
     assert out["QMdf"] == [2, 10]
     prov = build.provenance([], [], None, "1700000000")
     html = build.render(build.build_context(analyses=[res], config=config, studies=sheets.studies,
-                                            outcomes=sheets.outcomes, contrasts=sheets.contrasts, flow_rows=[],
+                                            outcomes=sheets.outcomes.rows(), contrasts=sheets.contrasts, flow_rows=[],
                                             arms=[], figures={}, prov=prov))  # fmt: skip
     text = _text(html.split('id="analysis-bcg_alloc_common"', 1)[1].split("</section>", 1)[0])
     f = f"F(2, 10) = {display.number(out['QM'])}, {display.p_value(out['QMp'])}"
@@ -220,7 +220,7 @@ def test_forest_plot_writes_the_common_tau2_test(bcg, ci):
     config, sheets, _ = bcg
     config = copy.deepcopy(config)
     config["analyses"]["bcg_alloc_common"]["ci"] = ci
-    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=harmonise(sheets)[0])
+    res = run_analysis(analysis_settings(config, "bcg_alloc_common"), sheets, config, arms=harmonise(sheets)[0].rows())
     out = _case("bcg_alloc", "REML", ci)["out"]
     texts = [t.get_text() for t in forest_figure(res).texts]
     line = next(t for t in texts if t.startswith("Test for subgroup differences"))

@@ -130,9 +130,9 @@ def test_funnel_draws_one_artist_above_the_limit(fixture_inputs, monkeypatch):
 
 def test_study_table_arms_per_study(fixture_inputs):
     _, sheets, _ = fixture_inputs
-    rows = {r["study_id"]: r for r in study_table(sheets.studies, sheets.outcomes, sheets.contrasts, [])}
+    rows = {r["study_id"]: r for r in study_table(sheets.studies, sheets.outcomes.rows(), sheets.contrasts, [])}
     for sid, row in rows.items():
-        own = [r for r in sheets.outcomes if r["study_id"] == sid]
+        own = [r for r in sheets.outcomes.rows() if r["study_id"] == sid]
         arms = {}
         for r in own:
             arms[r["arm"]] = max(arms.get(r["arm"]) or 0, r.get("n") or 0) or None

@@ -26,7 +26,7 @@ def run(base, analysis_id, config=None, sheets=None, typed=False, **overrides):
     config = copy.deepcopy(config or config0)
     sheets = sheets or sheets0
     config["analyses"][analysis_id].update(overrides)
-    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=harmonise(sheets)[0])
+    res = run_analysis(analysis_settings(config, analysis_id), sheets, config, arms=harmonise(sheets)[0].rows())
     return res if typed else res.to_dict()
 
 
@@ -35,7 +35,7 @@ def without_studies(sheets, drop):
     return dataclasses.replace(
         sheets,
         studies=[s for s in sheets.studies if s["study_id"] not in drop],
-        outcomes=[r for r in sheets.outcomes if r["study_id"] not in drop],
+        outcomes=[r for r in sheets.outcomes.rows() if r["study_id"] not in drop],
         contrasts=[r for r in sheets.contrasts if r["study_id"] not in drop],
     )
 
@@ -54,9 +54,9 @@ def test_where_equals_the_analysis_without_the_other_studies(fixture_inputs):
 def test_excluded_rows_carry_the_reason_into_dataflow(fixture_inputs):
     res = run(fixture_inputs, "pain_md", where={"region": ["lumbar", "gluteal"]})
     reason = "study outside where: region is 'neck', the analysis keeps lumbar, gluteal"
-    c2010 = {(r["study_id"]) for r in fixture_inputs[1].outcomes if r["_line"] in {f["line"] for f in res["flow"] if f["reason"] == reason}}
+    c2010 = {(r["study_id"]) for r in fixture_inputs[1].outcomes.rows() if r["_line"] in {f["line"] for f in res["flow"] if f["reason"] == reason}}
     assert c2010 == {"c2010"}
-    ingest = [{"sheet": "outcomes", "line": str(r["_line"]), "state": "analysable"} for r in fixture_inputs[1].outcomes
+    ingest = [{"sheet": "outcomes", "line": str(r["_line"]), "state": "analysable"} for r in fixture_inputs[1].outcomes.rows()
               if r["study_id"] == "c2010" and r["outcome"] == "pain"]  # fmt: skip
     rows = dataflow_rows(ingest, [res])
     assert rows and all(r["state"] == "excluded" and r["reason"] == f"pain_md: {reason}" for r in rows)

@@ -11,6 +11,7 @@ table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 
 
 class Table:
@@ -102,7 +103,10 @@ class Table:
         idx = indices if isinstance(indices, list) else [int(i) for i in indices]
         if not self.columns:
             return Table({}, len(idx))
-        return Table({name: [values[i] for i in idx] for name, values in self.columns.items()}, len(idx))
+        if len(idx) < 2:
+            return Table({name: [values[i] for i in idx] for name, values in self.columns.items()}, len(idx))
+        pick = itemgetter(*idx)  # one C loop per column
+        return Table({name: list(pick(values)) for name, values in self.columns.items()}, len(idx))
 
     def where(self, mask: Sequence[bool]) -> Table:
         """The rows where ``mask`` is true."""

@@ -14,110 +14,162 @@ Rules
   (Luo et al. 2018; Wan et al. 2014; Shi et al. 2020); rows it declines (n < 5, significant
   skewness) are excluded with that reason.
 * ``events`` with ``n``: dichotomous, used as reported.
+
+The rows are harmonised by columns: each conversion runs once on all the rows of its kind.
 """
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
 from . import conversions
-from .validate import Reason, Sheets, usable_statistics
+from .columns import Table
+from .validate import Reason, Sheets, usable_kinds
 
 ARM_COLUMNS = [
     "study_id", "arm", "intervention", "outcome", "instrument", "higher_is_better", "timepoint_weeks",
     "value_type", "n", "mean", "sd", "events", "mean_method", "sd_method", "derived", "scale_min",
     "scale_max", "extraction_confidence", "source_row", "line",
 ]  # fmt: skip
+FLOW_COLUMNS = ["sheet", "line", "study_id", "arm", "outcome", "timepoint_weeks", "source_row", "state", "reason"]
+#: Columns of an arm computed here; the others are the outcome row's cells.
+DERIVED_COLUMNS = ("mean", "sd", "events", "mean_method", "sd_method", "derived", "line")
 
-def harmonise_row(row: dict) -> tuple[dict | None, str | None]:
-    """Derive one arm's mean/SD (or events) from a validated outcome row.
+
+def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
+    """Derive each arm's mean/SD (or events) from validated outcome rows.
 
     Returns
     -------
-    (arm, None) when the row is analysable, (None, reason) when it is not.
+    arms : Table
+        One row per outcome row, :data:`ARM_COLUMNS` (the outcome row's cells, the harmonised
+        ``mean``, ``sd``, ``events``, the methods, ``derived`` and ``line``); meaningful where the
+        row is analysable.
+    reasons : list
+        Per row, None when the row is analysable, else the :class:`~tpsynth.validate.Reason` it is
+        excluded for.
     """
-    if row.get("unusable_reason"):
-        return None, Reason(f"unusable as extracted: {row['unusable_reason']}", "unusable_reason")
-    kind = usable_statistics(row)
-    n = row["n"]
-    arm = {c: row.get(c) for c in ARM_COLUMNS if c in row}
-    arm.update(mean=None, sd=None, events=None, mean_method="", sd_method="", derived=False, line=row["_line"])
-    if kind == "events":
-        arm.update(events=row["events"], mean_method="", sd_method="")
-        return arm, None
-    if kind == "mean_sd":
-        arm.update(mean=row["mean"], sd=row["sd"], mean_method="reported", sd_method="reported")
-        return arm, None
-    if kind == "mean_se":
-        sd, label = conversions.sd_from_se(row["se"], n)
-        arm.update(mean=row["mean"], sd=float(sd[0]), mean_method="reported", sd_method=str(label[0]), derived=True)
-        return arm, None
-    if kind == "mean_ci":
-        if n < 2:
-            return None, Reason("SD not derivable: a CI needs n >= 2", "n")
-        level = (row.get("ci_level") or 95.0) / 100.0
-        sd, label = conversions.sd_from_ci(row["ci_low"], row["ci_high"], n, level=level)
-        arm.update(mean=row["mean"], sd=float(sd[0]), mean_method="reported", sd_method=str(label[0]), derived=True)
-        return arm, None
-    if kind == "fivenum":
-        res = conversions.mean_sd_from_fivenum(
-            n, min=row.get("min"), q1=row.get("q1"), median=row.get("median"), q3=row.get("q3"), max=row.get("max")
-        )
-        mean, sd = float(res.mean[0]), float(res.sd[0])
-        if not (math.isfinite(mean) and math.isfinite(sd)):
-            if n < conversions.FIVENUM_MIN_N:
-                return None, Reason("median-based summary not converted: n < 5 (as metafor conv.fivenum)", "n")
-            test = conversions.fivenum_skewness_test(
-                n, min=row.get("min"), q1=row.get("q1"), median=row.get("median"), q3=row.get("q3"), max=row.get("max")
-            )
-            if int(test.scenario[0]) == 0:
-                return None, Reason(
-                    "median-based summary not converted: needs median with q1+q3, min+max, or all five numbers "
-                    "(metafor conv.fivenum scenarios)",
-                    "median",
-                )
-            return None, Reason(
-                "median-based summary not converted: significant skewness "
-                f"(Shi et al. 2023 test, T = {float(test.statistic[0]):.3f} >= {float(test.critical[0]):.3f})",
-                "median",
-            )
-        arm.update(
-            mean=mean, sd=sd, mean_method=str(res.mean_method[0]), sd_method=str(res.sd_method[0]), derived=True
-        )
-        return arm, None
-    if row.get("mean") is not None:
-        return None, Reason("SD neither reported nor derivable (no sd, se or CI)", "sd")
-    return None, Reason("no usable statistics", "unusable_reason")
+    t = outcomes
+    size = len(t)
+    reasons: list = [None] * size
+    mean, sd, events = [None] * size, [None] * size, [None] * size
+    mean_method, sd_method, derived = [""] * size, [""] * size, [False] * size
+    kinds = usable_kinds(t)
+    said: dict = {}  # reason text -> Reason (rows excluded for the same reason share one object)
+
+    def exclude(rows, text, column) -> None:
+        reason = said.get((text, column)) or said.setdefault((text, column), Reason(text, column))
+        for i in rows:
+            reasons[i] = reason
+
+    unusable = t.get("unusable_reason")
+    usable = np.ones(size, dtype=bool)
+    for i, text in enumerate(unusable):
+        if text:
+            usable[i] = False
+            exclude([i], f"unusable as extracted: {text}", "unusable_reason")
+    of = {k: np.flatnonzero(usable & (kinds == k)) for k in ("events", "mean_sd", "mean_se", "mean_ci", "fivenum", "")}
+    raw_mean, raw_sd, raw_events = t.get("mean"), t.get("sd"), t.get("events")
+
+    def put(column: list, rows, values) -> None:
+        for i, v in zip(rows.tolist(), values, strict=True):
+            column[i] = v
+
+    rows = of["events"]
+    put(events, rows, [raw_events[i] for i in rows])
+    rows = of["mean_sd"]
+    put(mean, rows, [raw_mean[i] for i in rows])
+    put(sd, rows, [raw_sd[i] for i in rows])
+    put(mean_method, rows, ["reported"] * rows.size)
+    put(sd_method, rows, ["reported"] * rows.size)
+    n = t.floats("n")
+    rows = of["mean_se"]
+    if rows.size:
+        value, label = conversions.sd_from_se(t.floats("se")[rows], n[rows])
+        put(mean, rows, [raw_mean[i] for i in rows])
+        put(sd, rows, value.tolist())
+        put(mean_method, rows, ["reported"] * rows.size)
+        put(sd_method, rows, [str(x) for x in label])
+        put(derived, rows, [True] * rows.size)
+    rows = of["mean_ci"]
+    few = rows[n[rows] < 2]
+    exclude(few.tolist(), "SD not derivable: a CI needs n >= 2", "n")
+    rows = rows[n[rows] >= 2]
+    if rows.size:
+        level = t.floats("ci_level")[rows]
+        level = np.where(np.isnan(level), 95.0, level) / 100.0
+        value, label = conversions.sd_from_ci(t.floats("ci_low")[rows], t.floats("ci_high")[rows], n[rows], level=level)
+        put(mean, rows, [raw_mean[i] for i in rows])
+        put(sd, rows, value.tolist())
+        put(mean_method, rows, ["reported"] * rows.size)
+        put(sd_method, rows, [str(x) for x in label])
+        put(derived, rows, [True] * rows.size)
+    rows = of["fivenum"]
+    if rows.size:
+        five = {c: t.floats(c)[rows] for c in ("min", "q1", "median", "q3", "max")}
+        res = conversions.mean_sd_from_fivenum(n[rows], **five)
+        done = np.isfinite(res.mean) & np.isfinite(res.sd)
+        put(mean, rows[done], res.mean[done].tolist())
+        put(sd, rows[done], res.sd[done].tolist())
+        put(mean_method, rows[done], [str(x) for x in res.mean_method[done]])
+        put(sd_method, rows[done], [str(x) for x in res.sd_method[done]])
+        put(derived, rows[done], [True] * int(done.sum()))
+        small = ~done & (n[rows] < conversions.FIVENUM_MIN_N)
+        exclude(rows[small].tolist(), "median-based summary not converted: n < 5 (as metafor conv.fivenum)", "n")
+        left = ~done & ~small
+        if left.any():
+            test = conversions.fivenum_skewness_test(n[rows][left], **{c: v[left] for c, v in five.items()})
+            for i, scenario, stat, crit in zip(rows[left].tolist(), test.scenario.tolist(), test.statistic.tolist(),
+                                               test.critical.tolist(), strict=True):  # fmt: skip
+                if int(scenario) == 0:
+                    exclude([i], "median-based summary not converted: needs median with q1+q3, min+max, or all five "
+                            "numbers (metafor conv.fivenum scenarios)", "median")  # fmt: skip
+                else:
+                    exclude([i], "median-based summary not converted: significant skewness "
+                            f"(Shi et al. 2023 test, T = {stat:.3f} >= {crit:.3f})", "median")  # fmt: skip
+    rows = of[""]
+    for i in rows.tolist():
+        if raw_mean[i] is not None:
+            exclude([i], "SD neither reported nor derivable (no sd, se or CI)", "sd")
+        else:
+            exclude([i], "no usable statistics", "unusable_reason")
+    computed = {"mean": mean, "sd": sd, "events": events, "mean_method": mean_method, "sd_method": sd_method,
+                "derived": derived, "line": t["_line"]}  # fmt: skip
+    arms = Table({c: computed[c] if c in computed else t.get(c) for c in ARM_COLUMNS}, size)
+    return arms, reasons
 
 
-def harmonise(sheets: Sheets) -> tuple[list[dict], list[dict]]:
-    """Harmonise every outcome row; return (arms, flow) where flow has one entry per raw row."""
+def harmonise(sheets: Sheets) -> tuple[Table, Table]:
+    """Harmonise every outcome row; return (arms, flow), both :class:`~tpsynth.columns.Table`.
+
+    ``arms`` has :data:`ARM_COLUMNS`, one row per analysable outcome row, in the sheet's order; an arm
+    without ``extraction_confidence`` takes its study's. ``flow`` has :data:`FLOW_COLUMNS`, one row per
+    raw row (outcome rows, then contrast rows): its state (``analysable`` or ``excluded``) and reason.
+    """
+    t = sheets.outcomes
+    arms, reasons = harmonise_outcomes(t)
+    kept = [i for i, r in enumerate(reasons) if r is None]
+    arms = arms.take(kept)
     confidence = {s["study_id"]: s.get("extraction_confidence") for s in sheets.studies}
-    arms, flow = [], []
-    for row in sheets.outcomes:
-        arm, reason = harmonise_row(row)
-        entry = {
-            "sheet": "outcomes", "line": row["_line"], "study_id": row["study_id"], "arm": row["arm"],
-            "outcome": row["outcome"], "timepoint_weeks": row.get("timepoint_weeks"),
-            "source_row": row.get("source_row") or "",
-        }  # fmt: skip
-        if arm is None:
-            entry.update(state="excluded", reason=reason)
-        else:
-            if not arm.get("extraction_confidence"):
-                arm["extraction_confidence"] = confidence.get(row["study_id"])
-            arms.append(arm)
-            entry.update(state="analysable", reason="")
-        flow.append(entry)
-    for row in sheets.contrasts:
-        entry = {
-            "sheet": "contrasts", "line": row["_line"], "study_id": row["study_id"], "arm": "",
-            "outcome": row["outcome"], "timepoint_weeks": row.get("timepoint_weeks"),
-            "source_row": row.get("source_row") or "",
-        }  # fmt: skip
-        if row.get("unusable_reason"):
-            entry.update(state="excluded", reason=Reason(f"unusable as extracted: {row['unusable_reason']}", "unusable_reason"))
-        else:
-            entry.update(state="analysable", reason="")
-        flow.append(entry)
+    conf = arms["extraction_confidence"]
+    for i, (value, sid) in enumerate(zip(conf, arms["study_id"], strict=True)):
+        if not value:
+            conf[i] = confidence.get(sid)
+    contrasts = sheets.contrasts
+    con_reasons = [
+        Reason(f"unusable as extracted: {r['unusable_reason']}", "unusable_reason") if r.get("unusable_reason") else ""
+        for r in contrasts
+    ]
+    flow = Table({
+        "sheet": ["outcomes"] * len(t) + ["contrasts"] * len(contrasts),
+        "line": t["_line"] + [r["_line"] for r in contrasts],
+        "study_id": t["study_id"] + [r["study_id"] for r in contrasts],
+        "arm": t["arm"] + [""] * len(contrasts),
+        "outcome": t["outcome"] + [r["outcome"] for r in contrasts],
+        "timepoint_weeks": t.get("timepoint_weeks") + [r.get("timepoint_weeks") for r in contrasts],
+        "source_row": [v or "" for v in t.get("source_row")] + [r.get("source_row") or "" for r in contrasts],
+        "state": ["analysable" if r is None else "excluded" for r in reasons]
+        + ["excluded" if r else "analysable" for r in con_reasons],
+        "reason": ["" if r is None else r for r in reasons] + con_reasons,
+    })  # fmt: skip
     return arms, flow

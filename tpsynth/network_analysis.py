@@ -104,7 +104,7 @@ def run_network(settings: dict, sheets, config: dict, arms: list[dict] | None = 
     if arms is None:
         from .harmonise import harmonise
 
-        arms = harmonise(sheets)[0]
+        arms = harmonise(sheets)[0].rows()
     contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
     # each study's risk of bias for this outcome (domains by the tool's algorithm, else rob_overall): CINeMA reads it
     studies = {r["study_id"]: {**r, "rob_overall": study_judgement(sheets.risk_of_bias, r, settings["outcome"])["level"]}

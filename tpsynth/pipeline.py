@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 
+from .columns import Table
 from .config import analysis_settings
 from .tables import read_json, replace_atomically, write_json
 from .validate import Sheets, load_sheets
@@ -279,10 +280,11 @@ def _shared_strings(values: list) -> list:
         return [sys.intern(v) if v.__class__ is str else v for v in values]
 
 
-def sheets_from_evidence(ev: dict) -> Sheets:
-    """The validated :class:`~tpsynth.validate.Sheets` carried by evidence.json or a slice."""
+def sheets_from_evidence(ev: dict, outcomes: bool = True) -> Sheets:
+    """The validated :class:`~tpsynth.validate.Sheets` carried by evidence.json or a slice (``outcomes``
+    False: without the outcome rows, for a reader that does not use them)."""
     return Sheets(
-        studies=ev["studies"], outcomes=ev.get("outcomes", []), contrasts=ev["contrasts"],
+        studies=ev["studies"], outcomes=ev.get("outcomes", []) if outcomes else [], contrasts=ev["contrasts"],
         paths={s["name"]: s["path"] for s in ev.get("sheets") or []},
         extra_study_columns=list(ev.get("extra_study_columns") or []),
         risk_of_bias=list(ev.get("risk_of_bias") or []),
@@ -302,10 +304,14 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
     """
     a = analysis_settings(config, analysis_id)
     outcome = a["outcome"]
-    rows = [r for r in evidence["outcomes"] if r["outcome"] == outcome]
     cons = [r for r in evidence["contrasts"] if r["outcome"] == outcome]
-    arms = [r for r in evidence["arms"] if r["outcome"] == outcome]
-    ids = {r["study_id"] for r in rows} | {r["study_id"] for r in cons}
+    arms = _of_outcome(evidence["arms"], outcome)
+    rows = evidence["outcomes"]
+    if isinstance(rows, Table):
+        ids = {sid for sid, out in zip(rows["study_id"], rows["outcome"], strict=True) if out == outcome}
+    else:
+        ids = {r["study_id"] for r in rows if r["outcome"] == outcome}
+    ids |= {r["study_id"] for r in cons}
     cfg = {k: v for k, v in config.items() if k not in NOT_READ_BY_ANALYSES}
     cfg["analyses"] = {analysis_id: config["analyses"][analysis_id]}
     cfg["outcomes"] = {outcome: config["outcomes"][outcome]}
@@ -323,14 +329,29 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
     }
 
 
+def _of_outcome(table, outcome: str):
+    """The rows of ``table`` (a :class:`~tpsynth.columns.Table` or a list of row dicts) of ``outcome``."""
+    if isinstance(table, Table):
+        return table.take([i for i, out in enumerate(table["outcome"]) if out == outcome])
+    return [r for r in table if r["outcome"] == outcome]
+
+
 def _dumps(obj) -> str:
     # compact: only json.dumps (one shot, no indentation) uses the C encoder, ~10x faster than json.dump;
     # sorted keys keep the bytes deterministic
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False)
 
 
-def _table_chunks(rows: list[dict]):
-    """JSON text of a row table, by columns, in pieces of one column each (see :data:`TABLES`)."""
+def _table_chunks(rows):
+    """JSON text of a row table (a list of row dicts or a :class:`~tpsynth.columns.Table`), by columns, in
+    pieces of one column each (see :data:`TABLES`)."""
+    if isinstance(rows, Table):
+        names = sorted(rows.columns) if rows else []  # no rows: as an empty list of rows
+        yield '{"columns":{'
+        for i, name in enumerate(names):
+            yield ("," if i else "") + _dumps(name) + ":" + _dumps(rows[name])
+        yield '},"length":' + str(len(rows)) + "}"
+        return
     names = sorted(rows[0]) if rows else []
     keys = set(names)
     if not all(r.keys() == keys for r in rows):
@@ -354,7 +375,7 @@ def _json_chunks(obj: dict):
     keys = [k for k in HEAD if k in obj] + sorted(k for k in obj if k not in HEAD)
     for i, key in enumerate(keys):
         yield ("," if i else "") + _dumps(key) + ":"
-        if key in TABLES and isinstance(obj[key], list):
+        if key in TABLES and isinstance(obj[key], (list, Table)):
             yield from _table_chunks(obj[key])
         else:
             yield _dumps(obj[key])

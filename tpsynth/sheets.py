@@ -3,7 +3,8 @@
 The specifications live in ``workflow/schemas/{studies,outcomes,contrasts}.schema.yaml`` (JSON
 Schema written as YAML, one property per column); this module reads them so that the validator,
 the documentation and Snakemake share one definition. Only the standard library and PyYAML are
-imported here, so the Snakefile can validate the sheets at parse time for a few milliseconds.
+imported when this module is imported (numpy and pandas only when a sheet is read), so the Snakefile's
+imports stay light.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "workflow" / "schemas"
 SHEETS = ("studies", "outcomes", "contrasts", "risk_of_bias", "screening")
@@ -80,12 +85,24 @@ def sheet_spec(name: str, schema_dir: str | None = None) -> SheetSpec:
 
 
 @dataclass
-class RawTable:
-    """A CSV file as read: header and rows of strings, each row with its physical line number."""
+class RawColumns:
+    """The data rows of a CSV file (blank rows left out) by columns, as text.
 
-    path: str
-    header: list[str] = field(default_factory=list)
-    rows: list[tuple[int, list[str]]] = field(default_factory=list)
+    Column ``j``'s cell in row ``i`` is ``texts[j][codes[j][i]]``: each distinct text of a column is held
+    once (columns repeat their codes, units and rounded numbers), so a caller types each distinct text
+    once. ``lines[i]`` is row ``i``'s physical line (the line its record starts on; the header is line 1).
+    ``field_count_errors`` lists (line, number of fields) of the rows left out because their number of
+    fields differs from the header's.
+    """
+
+    header: list[str]
+    lines: np.ndarray
+    texts: list[list[str]]
+    codes: list[np.ndarray]
+    field_count_errors: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
 
 
 class NotCSVError(ValueError):
@@ -102,6 +119,8 @@ _MAGIC = {
 
 #: Largest sheet read (2,000,000 outcome rows, 100,000 studies, are about 120 MB).
 MAX_SHEET_BYTES = 500_000_000
+#: Rows parsed at a time by the C reader (bounds the memory of the rows' text objects).
+CHUNK_ROWS = 250_000
 
 
 def _read_regular_file(path: str | Path) -> bytes:
@@ -126,8 +145,13 @@ def _read_regular_file(path: str | Path) -> bytes:
     return data
 
 
-def read_raw_table(path: str | Path) -> RawTable:
-    """Read a CSV file (UTF-8, optional BOM) keeping each row's physical line number.
+def _csv_error(reader, err: csv.Error) -> NotCSVError:
+    return NotCSVError(f"not valid CSV near line {reader.line_num}: {err}")
+
+
+class CsvFile:
+    """A CSV sheet (UTF-8, optional BOM): its header, then its data rows, read once by either
+    :meth:`rows` (row by row, with each row's physical line) or :meth:`columns` (by columns, at C speed).
 
     Raises
     ------
@@ -137,44 +161,38 @@ def read_raw_table(path: str | Path) -> RawTable:
         When ``path`` is a directory.
     NotCSVError
         When the file is not a regular file, too large, unreadable, binary, not UTF-8, or not
-        parseable as CSV. The message never quotes the file's content.
+        parseable as CSV (the header here, a data row in :meth:`rows` or :meth:`columns`). The message
+        never quotes the file's content.
     """
-    header, rows = iter_raw_table(path)
-    return RawTable(str(path), header, list(rows))
 
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        data = _read_regular_file(path)
+        for magic, what in _MAGIC.items():
+            if data.startswith(magic):
+                raise NotCSVError(f"not a CSV text file: it looks like {what}")
+        if b"\x00" in data[:4096]:
+            raise NotCSVError("not a CSV text file: it contains binary (NUL) bytes")
+        try:
+            self.text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            raise NotCSVError(f"not UTF-8 text (undecodable byte on line {line}); save the file as 'CSV UTF-8'") from None
+        del data
+        self._reader = csv.reader(io.StringIO(self.text, newline=""), strict=True)
+        self.header: list[str] = []
+        self._start = 1  # line of the first data row
+        try:
+            for fields in self._reader:
+                self.header = [h.strip() for h in fields]
+                self._start = self._reader.line_num + 1
+                break
+        except csv.Error as err:
+            raise _csv_error(self._reader, err) from None
 
-def iter_raw_table(path: str | Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header of a CSV file and an iterator over its non-blank rows as (line, fields).
-
-    As :func:`read_raw_table`, but the rows are parsed as they are consumed, so a caller that keeps
-    only what it makes of each row never holds every raw field at once. The iterator raises
-    :class:`NotCSVError` where the CSV turns invalid.
-    """
-    data = _read_regular_file(path)
-    for magic, what in _MAGIC.items():
-        if data.startswith(magic):
-            raise NotCSVError(f"not a CSV text file: it looks like {what}")
-    if b"\x00" in data[:4096]:
-        raise NotCSVError("not a CSV text file: it contains binary (NUL) bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise NotCSVError(f"not UTF-8 text (undecodable byte on line {line}); save the file as 'CSV UTF-8'") from None
-    del data
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: list[str] = []
-    start = 1
-    try:
-        for fields in reader:
-            header = [h.strip() for h in fields]
-            start = reader.line_num + 1
-            break
-    except csv.Error as err:
-        raise NotCSVError(f"not valid CSV near line {reader.line_num}: {err}") from None
-
-    def rows():
-        nonlocal start
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """The non-blank data rows as (line, fields), parsed as they are consumed."""
+        reader, start = self._reader, self._start
         try:
             for fields in reader:
                 end = reader.line_num
@@ -182,6 +200,92 @@ def iter_raw_table(path: str | Path) -> tuple[list[str], Iterator[tuple[int, lis
                     yield start, fields
                 start = end + 1
         except csv.Error as err:
-            raise NotCSVError(f"not valid CSV near line {reader.line_num}: {err}") from None
+            raise _csv_error(reader, err) from None
 
-    return header, rows()
+    def columns(self) -> RawColumns:
+        """The non-blank data rows by columns.
+
+        Python's ``csv`` module (strict) reads the whole file first, keeping nothing: it finds CSV
+        errors exactly as :meth:`rows` does and tells whether every record is one line with the
+        header's number of fields. Then pandas' C reader splits the same text by columns, and row
+        ``i`` is line ``i + 2``. A file with a record spanning lines (a quoted line break), a row of
+        another number of fields, a header not on line 1 or a NUL character is read by :meth:`rows`
+        instead (same result, at Python speed).
+        """
+        nh = len(self.header)
+        if self._start == 2 and "\x00" not in self.text:
+            reader = self._reader
+            n = 0
+            odd = []
+            try:
+                for fields in reader:
+                    if len(fields) != nh:
+                        odd.append(fields)
+                    n += 1
+            except csv.Error as err:
+                raise _csv_error(reader, err) from None
+            # blank rows of fewer fields are fine (the C reader pads them); others are not
+            if reader.line_num == n + 1 and all(len(f) < nh and not any(x.strip() for x in f) for f in odd):
+                got = self._c_columns(n)
+                if got is not None:
+                    return got
+            self._reader = csv.reader(io.StringIO(self.text, newline=""), strict=True)
+            next(self._reader)  # the header, read before
+        return self._row_columns()
+
+    def _c_columns(self, n: int) -> RawColumns | None:
+        """The ``n`` data rows of a file whose records are one line each, by pandas' C reader (None if it
+        does not find ``n`` rows: then the rows are read by :meth:`rows`)."""
+        import numpy as np
+        import pandas as pd
+
+        nh = len(self.header)
+        maps: list[dict] = [{} for _ in range(nh)]
+        parts: list[list[np.ndarray]] = [[] for _ in range(nh)]
+        got = 0
+        chunks = pd.read_csv(
+            io.StringIO(self.text), header=None, names=list(range(nh)), index_col=False, skiprows=1, dtype=object,
+            na_filter=False, keep_default_na=False, skip_blank_lines=False, chunksize=CHUNK_ROWS, engine="c",
+        )  # fmt: skip
+        with chunks:
+            for chunk in chunks:
+                got += len(chunk)
+                for j in range(nh):
+                    codes, uniques = pd.factorize(chunk[j].to_numpy())
+                    seen = maps[j]
+                    ids = [seen.setdefault(u, len(seen)) for u in uniques.tolist()]
+                    ids.append(seen.setdefault("", len(seen)))  # code -1 (a cell the reader left missing)
+                    parts[j].append(np.asarray(ids, dtype=np.int32)[codes])
+                del chunk
+        if got != n:
+            return None
+        texts = [list(m) for m in maps]
+        codes = [np.concatenate(p) if p else np.zeros(0, np.int32) for p in parts]
+        blank = np.ones(n, dtype=bool)
+        for t, c in zip(texts, codes, strict=True):
+            blank &= np.array([not s.strip() for s in t], dtype=bool)[c]
+        lines = np.arange(2, n + 2, dtype=np.int64)
+        if blank.any():
+            keep = ~blank
+            lines, codes = lines[keep], [c[keep] for c in codes]
+        return RawColumns(self.header, lines, texts, codes)
+
+    def _row_columns(self) -> RawColumns:
+        """:meth:`columns` row by row (records spanning lines, rows of other field counts)."""
+        import numpy as np
+
+        nh = len(self.header)
+        maps: list[dict] = [{} for _ in range(nh)]
+        codes: list[list[int]] = [[] for _ in range(nh)]
+        lines, errors = [], []
+        for line, fields in self.rows():
+            if len(fields) != nh:
+                errors.append((line, len(fields)))
+                continue
+            lines.append(line)
+            for seen, col, text in zip(maps, codes, fields, strict=True):
+                col.append(seen.setdefault(text, len(seen)))
+        return RawColumns(
+            self.header, np.asarray(lines, dtype=np.int64), [list(m) for m in maps],
+            [np.asarray(c, dtype=np.int32) for c in codes], errors,
+        )  # fmt: skip

@@ -116,8 +116,9 @@ def excel_unsafe(text: str) -> str:
     return text
 
 
-def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
-    """Write ``rows`` (dicts) with exactly ``columns``, LF line endings, UTF-8, atomically.
+def write_csv(path: str | Path, columns: list[str], rows) -> None:
+    """Write ``rows`` (dicts, or a :class:`tpsynth.columns.Table`) with exactly ``columns``, LF line endings,
+    UTF-8, atomically.
 
     Text cells pass through :func:`excel_safe` (no cell runs as a spreadsheet formula); read the files
     back with :func:`read_csv`.
@@ -125,7 +126,11 @@ def write_csv(path: str | Path, columns: list[str], rows: list[dict]) -> None:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([excel_safe(c) for c in columns])
-    w.writerows(zip(*(_column_text([r.get(c) for r in rows]) for c in columns), strict=True))
+    if hasattr(rows, "columns"):  # a Table: its columns as they are
+        cells = [_column_text(rows.get(c)) for c in columns]
+    else:
+        cells = [_column_text([r.get(c) for r in rows]) for c in columns]
+    w.writerows(zip(*cells, strict=True))
     write_text(path, buf.getvalue())
 
 
@@ -137,6 +142,13 @@ def _column_text(values: list) -> list[str]:
     ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted each
     time it occurs; a column holding unhashable values (lists) is formatted cell by cell.
     """
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if len(kinds) <= 1 and kinds <= {str, float, int, bool}:  # one type (and None): the values are the keys
+        text = dict.fromkeys(values)
+        for key in text:
+            text[key] = excel_safe(cell(key))
+        return list(map(text.__getitem__, values))
     keys = list(zip(map(type, values), values, strict=True))
     try:
         text = dict.fromkeys(keys)

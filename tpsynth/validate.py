@@ -8,15 +8,17 @@ Only the standard library and PyYAML are used, so this runs at Snakefile parse t
 from __future__ import annotations
 
 import difflib
-import itertools
 import math
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import is_not
 from pathlib import Path
 
+from .columns import Table
 from .measures import RATIO_MEASURES
 from .selection import value_key, where_items
-from .sheets import ColumnSpec, NotCSVError, SheetSpec, iter_raw_table, sheet_spec
+from .sheets import ColumnSpec, CsvFile, NotCSVError, RawColumns, SheetSpec, sheet_spec
 
 TRUE = {"true", "yes", "1"}
 FALSE = {"false", "no", "0"}
@@ -71,16 +73,25 @@ def format_problems(problems: list[Problem]) -> str:
 
 @dataclass
 class Sheets:
-    """Typed rows of the three sheets. Each row is a dict with ``_line`` (physical line) added."""
+    """Typed rows of the sheets, each with ``_line`` (its physical line) added.
+
+    ``outcomes`` (up to millions of rows) is a :class:`tpsynth.columns.Table`, stored by columns (a list
+    of row dicts given here is turned into one); the other sheets are lists of row dicts.
+    """
 
     studies: list[dict] = field(default_factory=list)
-    outcomes: list[dict] = field(default_factory=list)
+    outcomes: Table = field(default_factory=lambda: Table({}))
     contrasts: list[dict] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
     extra_study_columns: list[str] = field(default_factory=list)
     risk_of_bias: list[dict] = field(default_factory=list)  # optional sheet, checked by tpsynth.rob
     warnings: list = field(default_factory=list)  # Problems that do not stop a run (e.g. a derived overall)
     prisma: object = None  # tpsynth.prisma.Flow when the config has prisma: or data.screening
+
+    def __post_init__(self):
+        if not isinstance(self.outcomes, Table):
+            rows = list(self.outcomes)
+            self.outcomes = Table.from_rows(rows, names=list(dict.fromkeys(k for r in rows for k in r)))
 
 
 def _shown(value: str) -> str:
@@ -156,10 +167,6 @@ def _parse_cell(raw: str, spec: ColumnSpec):
     return value, None
 
 
-#: Distinct cell texts remembered per column while reading a sheet (bounds the memory of the cache).
-CELL_CACHE = 100_000
-
-
 def _cell_value(text: str, cspec: ColumnSpec | None) -> tuple:
     """(value, error or None, cell is blank) of one cell; ``cspec`` None for an extra (studies) column."""
     stripped = text.strip()
@@ -171,10 +178,11 @@ def _cell_value(text: str, cspec: ColumnSpec | None) -> tuple:
     return value, err, False
 
 
-def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[list[dict], list[str]] | None:
-    """Read and type-check one sheet; append problems; return typed rows and extra columns."""
+def _read_table(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[Table, list[str]] | None:
+    """Read and type-check one sheet; append problems; return its typed rows (a :class:`Table`, with
+    ``_line`` the physical line of each row, and ``_invalid`` when a cell was invalid) and extra columns."""
     try:
-        header, raw_rows = iter_raw_table(path)
+        sheet = CsvFile(path)
     except FileNotFoundError:
         problems.append(Problem(path, None, None, "file not found"))
         return None
@@ -184,6 +192,7 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
     except NotCSVError as err:
         problems.append(Problem(path, 1, None, str(err)))
         return None
+    header = sheet.header
     if not header or not any(header):
         problems.append(Problem(path, 1, None, "file is empty (no header row)"))
         return None
@@ -216,60 +225,83 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
             problems.append(Problem(path, 1, col, f"unknown column{hint}"))
             bad = True
     try:
-        first = next(raw_rows, None)
-        if first is None:
+        if bad:  # only whether a data row follows (a CSV error before it is the file's one problem)
+            if next(sheet.rows(), None) is None:
+                problems.append(Problem(path, 2, None, "no data rows"))
+            return None
+        raw = sheet.columns()
+        del sheet
+        if not len(raw) and not raw.field_count_errors:
             problems.append(Problem(path, 2, None, "no data rows"))
             return None
-        if bad:
-            return None
-        return _typed_rows(path, spec, header, itertools.chain([first], raw_rows), problems), extra
+        return _typed_table(path, spec, raw, problems), extra
     except NotCSVError as err:  # invalid CSV further down: that alone is reported, as for a bad start
         del problems[n_problems:]
         problems.append(Problem(path, 1, None, str(err)))
         return None
 
 
-def _typed_rows(path: str, spec: SheetSpec, header: list[str], raw_rows, problems: list[Problem]) -> list[dict]:
-    """Type-check each raw row of a sheet whose header is valid; append problems; return typed rows."""
-    rows = []
-    present = set(header)
-    absent = [(col, cspec.default) for col, cspec in spec.columns.items() if col not in present]
-    position = {col: i for i, col in enumerate(header)}
-    must_fill = [(col, position[col], cspec.may_be_empty_if, position.get(cspec.may_be_empty_if))
-                 for col, cspec in spec.columns.items()
-                 if col in present and cspec.required and not cspec.may_be_empty]  # fmt: skip
-    # Per column, the parsed result of each distinct cell text: columns repeat their values (codes,
-    # units, n, rounded statistics), so most cells are parsed once and rows share the value objects.
-    columns = [(col, spec.columns.get(col), {}) for col in header]
-    for line, fields in raw_rows:
-        if len(fields) != len(header):
-            problems.append(
-                Problem(path, line, None, f"row has {len(fields)} fields but the header has {len(header)}")
-            )
-            continue
-        row: dict = {"_line": line}
-        for (col, cspec, cache), text in zip(columns, fields, strict=True):
-            got = cache.get(text)
-            if got is None:
-                got = _cell_value(text, cspec)
-                if len(cache) < CELL_CACHE:
-                    cache[text] = got
-            value, err, _ = got
-            if err:
-                problems.append(Problem(path, line, col, err))
-                row["_invalid"] = True
-            row[col] = value
-        for col, default in absent:
-            row[col] = default
-        for col, i, cond, j in must_fill:
-            if not fields[i].strip():
-                if j is not None and fields[j].strip():
-                    continue
-                extra_msg = f" (it may be blank only when {cond} is given)" if cond else ""
-                problems.append(Problem(path, line, col, f"required value is empty{extra_msg}"))
-                row["_invalid"] = True
-        rows.append(row)
-    return rows
+def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[list[dict], list[str]] | None:
+    """As :func:`_read_table`, the rows as dicts (``_invalid`` only in rows with an invalid cell)."""
+    got = _read_table(path, spec, problems)
+    if got is None:
+        return None
+    table, extra = got
+    rows = table.rows()
+    if "_invalid" in table:
+        for row in rows:
+            if row["_invalid"] is None:
+                del row["_invalid"]
+    return rows, extra
+
+
+def _typed_table(path: str, spec: SheetSpec, raw: RawColumns, problems: list[Problem]) -> Table:
+    """Type-check the columns of a sheet whose header is valid; append problems; return the typed rows.
+
+    Each distinct text of a column is typed once (:func:`_cell_value`); the rows share the value objects.
+    Problems come in the order of a row-by-row reading: by line, then the cells in header order, then
+    the required values in the schema's order.
+    """
+    import numpy as np
+
+    header, lines, n = raw.header, raw.lines, len(raw)
+    line_list = lines.tolist()
+    found: list[Problem] = [
+        Problem(path, line, None, f"row has {count} fields but the header has {len(header)}")
+        for line, count in raw.field_count_errors
+    ]
+    invalid = np.zeros(n, dtype=bool)
+    blank: dict[str, np.ndarray] = {}  # column -> which rows have a blank cell
+    columns: dict[str, list] = {"_line": line_list}
+    for col, texts, codes in zip(header, raw.texts, raw.codes, strict=True):
+        cspec = spec.columns.get(col)
+        typed = [_cell_value(text, cspec) for text in texts]
+        values = np.empty(len(typed), dtype=object)
+        values[:] = [t[0] for t in typed]
+        columns[col] = values[codes].tolist()
+        blank[col] = np.array([t[2] for t in typed], dtype=bool)[codes]
+        errors = [k for k, t in enumerate(typed) if t[1]]
+        if errors:
+            rows = np.flatnonzero(np.isin(codes, errors))
+            invalid[rows] = True
+            found.extend(Problem(path, line_list[i], col, typed[codes[i]][1]) for i in rows.tolist())
+    for col, cspec in spec.columns.items():
+        if col not in columns:
+            columns[col] = [cspec.default] * n
+        elif cspec.required and not cspec.may_be_empty:
+            empty = blank[col]
+            cond = cspec.may_be_empty_if
+            if cond in blank:
+                empty = empty & blank[cond]
+            extra_msg = f" (it may be blank only when {cond} is given)" if cond else ""
+            rows = np.flatnonzero(empty)
+            invalid[rows] = True
+            found.extend(Problem(path, line_list[i], col, f"required value is empty{extra_msg}") for i in rows.tolist())
+    if invalid.any():
+        columns["_invalid"] = np.where(invalid, True, None).tolist()
+    found.sort(key=lambda p: p.line)  # stable: within a line, in the order found above
+    problems.extend(found)
+    return Table(columns, n)
 
 
 SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -313,90 +345,152 @@ def suggest_column(name: str, allowed: list[str]) -> str | None:
     return near[0] if near else None
 
 
-def _check_codes(path, rows, column, declared, kind, problems, config_path):
-    for row in rows:
-        code = row.get(column)
-        if code is not None and code not in declared:
+def _check_codes(path, values, lines, column, declared, kind, problems, config_path):
+    """A problem for each row whose code in ``column`` (``values``, one per row) is not declared."""
+    hints: dict = {}
+    for i, code in enumerate(values):
+        if code is None or code in declared:
+            continue
+        if code not in hints:
             near = difflib.get_close_matches(code, list(declared), n=1, cutoff=0.6)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            problems.append(
-                Problem(path, row["_line"], column, f"code not declared under '{kind}' in {config_path}{hint} (found {code!r})")
-            )
+            hints[code] = f"; did you mean {near[0]!r}?" if near else ""
+        problems.append(
+            Problem(path, lines[i], column, f"code not declared under '{kind}' in {config_path}{hints[code]} (found {code!r})")
+        )
 
 
 def _fmt(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def _check_outcome_row(path: str, row: dict, problems: list[Problem]) -> None:
-    line = row["_line"]
-    get = row.get
-    n = get("n")
-    # scale
-    smin, smax = get("scale_min"), get("scale_max")
-    scale_ok = smin is not None and smax is not None
-    if (smin is None) != (smax is None):
-        col = "scale_max" if smax is None else "scale_min"
-        problems.append(Problem(path, line, col, "scale_min and scale_max must be given together"))
-    if scale_ok and smin >= smax:
-        problems.append(Problem(path, line, "scale_min", f"scale_min must be below scale_max (found {_fmt(smin)} >= {_fmt(smax)})"))
-        scale_ok = False
-    if get("ci_low") is not None and get("ci_high") is not None and get("ci_low") > get("ci_high"):
-        problems.append(
-            Problem(path, line, "ci_low", f"ci_low is above ci_high (found {_fmt(get('ci_low'))} > {_fmt(get('ci_high'))})")
-        )
-    order = [(c, get(c)) for c in ("min", "q1", "median", "q3", "max") if get(c) is not None]
-    for (c1, v1), (c2, v2) in zip(order, order[1:], strict=False):
-        if v1 > v2:
-            problems.append(
-                Problem(path, line, c2, f"five-number summary out of order: {c1} {_fmt(v1)} > {c2} {_fmt(v2)}")
-            )
-    events = get("events")
-    if events is not None and n is not None and events > n:
-        problems.append(Problem(path, line, "events", f"events exceed n (found {events} > {n})"))
-    if scale_ok:
-        lo, hi = (smin, smax) if get("value_type") != "change" else (-(smax - smin), smax - smin)
-        for col in ("mean", "median", "q1", "q3", "min", "max"):
-            v = get(col)
-            if v is not None and not lo <= v <= hi:
-                kind = "change " if get("value_type") == "change" else ""
-                problems.append(
-                    Problem(path, line, col, f"{kind}value outside the scale {_fmt(lo)} to {_fmt(hi)} (found {_fmt(v)})")
-                )
-        _check_spread(path, row, hi - lo, problems)
-    if get("unusable_reason") or row.get("_invalid"):
-        return  # an invalid cell is reported already; do not pile a consequence on top
-    if usable_statistics(row) is None:
-        problems.append(
-            Problem(
-                path,
-                line,
-                "unusable_reason",
-                "no usable set of statistics (n with mean and sd, se or ci_low+ci_high; n with median and "
-                "q1+q3 and/or min+max; or n with events) and no unusable_reason given",
-            )
-        )
+def _present(values: list):
+    """Which cells of a column hold a value (not None), as a numpy mask."""
+    import numpy as np
+
+    return np.fromiter(map(is_not, values, repeat(None)), dtype=bool, count=len(values))
 
 
-def _check_spread(path: str, row: dict, width: float, problems: list[Problem]) -> None:
-    """SD and SE no larger than values confined to a scale of ``width`` allow.
+def _check_outcomes(path: str, t: Table, problems: list[Problem]) -> None:
+    """The checks of each outcome row that relate its cells, on whole columns.
+
+    Scale given as a pair and ordered; ci_low <= ci_high; the five-number summary in order; events <= n;
+    values within the scale (change scores within twice its width) and SD/SE no larger than such values
+    allow (:func:`_check_spread`); a usable set of statistics or an ``unusable_reason``. Problems come
+    in the order of a row-by-row check (by line after the caller's stable sort; within a row as listed).
+    """
+    import numpy as np
+
+    line = t["_line"]
+    found: list[Problem] = []
+
+    def emit(mask, column, message) -> None:
+        found.extend(Problem(path, line[i], column, message(i)) for i in np.flatnonzero(mask).tolist())
+
+    col = t.columns
+    num = {c: t.floats(c) for c in ("n", "events", "scale_min", "scale_max", "ci_low", "ci_high", "sd", "se", *FIVE, "mean")}
+    has = {c: ~np.isnan(v) for c, v in num.items()}
+    smin, smax = col["scale_min"], col["scale_max"]
+    emit(has["scale_min"] & ~has["scale_max"], "scale_max", lambda i: "scale_min and scale_max must be given together")
+    emit(~has["scale_min"] & has["scale_max"], "scale_min", lambda i: "scale_min and scale_max must be given together")
+    scale_ok = has["scale_min"] & has["scale_max"]
+    with np.errstate(invalid="ignore"):
+        reversed_scale = scale_ok & (num["scale_min"] >= num["scale_max"])
+    emit(reversed_scale, "scale_min", lambda i: f"scale_min must be below scale_max (found {_fmt(smin[i])} >= {_fmt(smax[i])})")
+    scale_ok &= ~reversed_scale
+    lo, hi = col["ci_low"], col["ci_high"]
+    emit(has["ci_low"] & has["ci_high"] & (np.nan_to_num(num["ci_low"]) > np.nan_to_num(num["ci_high"])), "ci_low",
+         lambda i: f"ci_low is above ci_high (found {_fmt(lo[i])} > {_fmt(hi[i])})")  # fmt: skip
+    for a in range(len(FIVE)):  # each value with the next one given
+        for b in range(a + 1, len(FIVE)):
+            c1, c2 = FIVE[a], FIVE[b]
+            mask = has[c1] & has[c2]
+            for c in FIVE[a + 1 : b]:
+                mask &= ~has[c]
+            with np.errstate(invalid="ignore"):
+                mask &= num[c1] > num[c2]
+            v1, v2 = col[c1], col[c2]
+            emit(mask, c2, lambda i, c1=c1, c2=c2, v1=v1, v2=v2:
+                 f"five-number summary out of order: {c1} {_fmt(v1[i])} > {c2} {_fmt(v2[i])}")  # fmt: skip
+    events, n = col["events"], col["n"]
+    with np.errstate(invalid="ignore"):
+        emit(has["events"] & has["n"] & (num["events"] > num["n"]), "events", lambda i: f"events exceed n (found {events[i]} > {n[i]})")
+    change = np.array([v == "change" for v in col["value_type"]], dtype=bool)
+    width = num["scale_max"] - num["scale_min"]
+    low = np.where(change, -width, num["scale_min"])
+    high = np.where(change, width, num["scale_max"])
+
+    def bounds(i):
+        if change[i]:
+            return -(smax[i] - smin[i]), smax[i] - smin[i]
+        return smin[i], smax[i]
+
+    for c in ("mean", "median", "q1", "q3", "min", "max"):
+        values = col[c]
+        with np.errstate(invalid="ignore"):
+            mask = scale_ok & has[c] & ~((low <= num[c]) & (num[c] <= high))
+
+        def outside(i, values=values):
+            lo_i, hi_i = bounds(i)
+            kind = "change " if change[i] else ""
+            return f"{kind}value outside the scale {_fmt(lo_i)} to {_fmt(hi_i)} (found {_fmt(values[i])})"
+
+        emit(mask, c, outside)
+    # SD and SE within what values on the scale allow (_check_spread, on whole columns)
+    nn = num["n"]
+    spread = scale_ok & has["n"] & (np.nan_to_num(nn) >= 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd_max = (high - low) / 2 * np.sqrt(nn / (nn - 1))
+        limits = {"sd": sd_max, "se": sd_max / np.sqrt(nn)}
+        for c in ("sd", "se"):
+            mask = spread & has[c] & (num[c] > limits[c] * (1 + 1e-12))
+            emit(mask, c, lambda i, c=c: _spread_message(t.row(i), c, bounds(i)))
+    # a usable set of statistics, unless the row says why not or a cell is invalid already
+    skip = np.fromiter((bool(v) for v in col["unusable_reason"]), dtype=bool, count=len(t))
+    if "_invalid" in t:
+        skip |= _present(col["_invalid"])
+    emit(~skip & (usable_kinds(t) == ""), "unusable_reason", lambda i: (
+        "no usable set of statistics (n with mean and sd, se or ci_low+ci_high; n with median and "
+        "q1+q3 and/or min+max; or n with events) and no unusable_reason given"
+    ))  # fmt: skip
+    problems.extend(found)
+
+
+FIVE = ("min", "q1", "median", "q3", "max")
+
+
+def _spread_message(row: dict, column: str, bounds: tuple) -> str:
+    """The message of an SD or SE larger than values confined to the scale ``bounds`` allow.
 
     Values within an interval of width w have a population variance of at most w²/4 (Popoviciu's
     inequality, 1935), so the sample SD of n of them is at most (w/2)·sqrt(n/(n-1)) and its SE at most
     (w/2)/sqrt(n-1). For change scores w is twice the scale's width (-(max-min) to max-min).
     """
-    n = row.get("n")
-    if n is None or n < 2:
-        return
-    sd_max = width / 2 * math.sqrt(n / (n - 1))
+    n = row["n"]
+    sd_max = (bounds[1] - bounds[0]) / 2 * math.sqrt(n / (n - 1))
+    limit = sd_max if column == "sd" else sd_max / math.sqrt(n)
     kind = "change scores" if row.get("value_type") == "change" else "values"
-    for col, limit in (("sd", sd_max), ("se", sd_max / math.sqrt(n))):
-        v = row.get(col)
-        if v is not None and v > limit * (1 + 1e-12):
-            problems.append(
-                Problem(path, row["_line"], col, f"{col} larger than {n} {kind} within the scale can have: at most "
-                        f"{limit:.4g} (found {_fmt(v)}); check the scale and the cell")  # fmt: skip
-            )
+    return (f"{column} larger than {n} {kind} within the scale can have: at most {limit:.4g} "
+            f"(found {_fmt(row[column])}); check the scale and the cell")  # fmt: skip
+
+
+def usable_kinds(t: Table):
+    """:func:`usable_statistics` of every row of ``t``, as a numpy array of str ("" where None)."""
+    import numpy as np
+
+    has = {c: _present(t.get(c)) for c in ("n", "events", "mean", "sd", "se", "ci_low", "ci_high", *FIVE)}
+    kinds = np.full(len(t), "", dtype=object)
+    left = has["n"].copy()
+    for kind, mask in (
+        ("events", has["events"]),
+        ("mean_sd", has["mean"] & has["sd"]),
+        ("mean_se", has["mean"] & has["se"]),
+        ("mean_ci", has["mean"] & has["ci_low"] & has["ci_high"]),
+        ("fivenum", has["median"] & ((has["q1"] & has["q3"]) | (has["min"] & has["max"]))),
+    ):
+        now = left & mask
+        kinds[now] = kind
+        left &= ~now
+    return kinds
 
 
 def usable_statistics(row: dict) -> str | None:
@@ -404,23 +498,33 @@ def usable_statistics(row: dict) -> str | None:
 
     Returns one of ``"mean_sd"``, ``"mean_se"``, ``"mean_ci"``, ``"fivenum"``, ``"events"``.
     """
-    g = row.get
-    if g("n") is None:
-        return None
-    if g("events") is not None:
-        return "events"
-    if g("mean") is not None:
-        if g("sd") is not None:
-            return "mean_sd"
-        if g("se") is not None:
-            return "mean_se"
-        if g("ci_low") is not None and g("ci_high") is not None:
-            return "mean_ci"
-    if g("median") is not None and (
-        (g("q1") is not None and g("q3") is not None) or (g("min") is not None and g("max") is not None)
-    ):
-        return "fivenum"
-    return None
+    return usable_kinds(Table.from_rows([row], names=list(row))).tolist()[0] or None
+
+
+def _check_duplicate_rows(path: str, t: Table, problems: list[Problem]) -> None:
+    """A problem for each usable outcome row repeating an earlier row's study+arm+outcome+timepoint."""
+    import numpy as np
+    import pandas as pd
+
+    cols = [t[c] for c in ("study_id", "arm", "outcome", "timepoint_weeks")]
+    keyed = _present(cols[0]) & _present(cols[1]) & _present(cols[2])
+    keyed &= ~np.fromiter((bool(v) for v in t["unusable_reason"]), dtype=bool, count=len(t))
+    rows = np.flatnonzero(keyed)
+    if not rows.size:
+        return
+    key = np.zeros(rows.size, dtype=np.int64)
+    for values in cols:  # one integer per distinct key (equal as Python values are equal)
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object)[rows], use_na_sentinel=True)
+        key = pd.factorize(key * (len(uniques) + 1) + (codes + 1))[0].astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    line, (sid, arm, out, tp) = t["_line"], cols
+    for j in np.flatnonzero(first[key] != np.arange(rows.size)).tolist():
+        i, f = int(rows[j]), int(rows[first[key[j]]])
+        problems.append(Problem(
+            path, line[i], "arm",
+            f"duplicate study+arm+outcome+timepoint, first on line {line[f]} "
+            f"(found {sid[i]} / {arm[i]} / {out[i]} / {_fmt(tp[i])} weeks)",
+        ))  # fmt: skip
 
 
 def _check_contrast_row(path: str, row: dict, problems: list[Problem]) -> None:
@@ -487,30 +591,16 @@ def validate_sheets(
             else:
                 study_lines[sid] = row["_line"]
 
-    got = _read_sheet(outcomes, sheet_spec("outcomes"), problems)
+    got = _read_table(outcomes, sheet_spec("outcomes"), problems)
     if got:
-        sheets.outcomes = got[0]
-        keys: dict[tuple, int] = {}
-        for row in sheets.outcomes:
-            _check_outcome_row(outcomes, row, problems)
-            key = (row.get("study_id"), row.get("arm"), row.get("outcome"), row.get("timepoint_weeks"))
-            if None not in key[:3] and not row.get("unusable_reason"):
-                if key in keys:
-                    problems.append(
-                        Problem(
-                            outcomes,
-                            row["_line"],
-                            "arm",
-                            f"duplicate study+arm+outcome+timepoint, first on line {keys[key]} "
-                            f"(found {key[0]} / {key[1]} / {key[2]} / {_fmt(key[3])} weeks)",
-                        )
-                    )
-                else:
-                    keys[key] = row["_line"]
-        _check_codes(outcomes, sheets.outcomes, "intervention", declared_int, "interventions", problems, config_path)
-        _check_codes(outcomes, sheets.outcomes, "outcome", declared_out, "outcomes", problems, config_path)
+        sheets.outcomes = t = got[0]
+        _check_outcomes(outcomes, t, problems)
+        _check_duplicate_rows(outcomes, t, problems)
+        lines = t["_line"]
+        _check_codes(outcomes, t["intervention"], lines, "intervention", declared_int, "interventions", problems, config_path)
+        _check_codes(outcomes, t["outcome"], lines, "outcome", declared_out, "outcomes", problems, config_path)
         if sheets.studies:
-            _check_study_refs(outcomes, sheets.outcomes, study_lines, studies, problems)
+            _check_study_refs(outcomes, t["study_id"], lines, study_lines, studies, problems)
 
     if contrasts:
         got = _read_sheet(contrasts, sheet_spec("contrasts"), problems)
@@ -518,11 +608,15 @@ def validate_sheets(
             sheets.contrasts = got[0]
             for row in sheets.contrasts:
                 _check_contrast_row(contrasts, row, problems)
-            _check_codes(contrasts, sheets.contrasts, "intervention", declared_int, "interventions", problems, config_path)
-            _check_codes(contrasts, sheets.contrasts, "comparator", declared_int, "interventions", problems, config_path)
-            _check_codes(contrasts, sheets.contrasts, "outcome", declared_out, "outcomes", problems, config_path)
+            lines = [r["_line"] for r in sheets.contrasts]
+            for column, declared, kind in (("intervention", declared_int, "interventions"),
+                                           ("comparator", declared_int, "interventions"),
+                                           ("outcome", declared_out, "outcomes")):  # fmt: skip
+                codes = [r.get(column) for r in sheets.contrasts]
+                _check_codes(contrasts, codes, lines, column, declared, kind, problems, config_path)
             if sheets.studies:
-                _check_study_refs(contrasts, sheets.contrasts, study_lines, studies, problems)
+                ids = [r.get("study_id") for r in sheets.contrasts]
+                _check_study_refs(contrasts, ids, lines, study_lines, studies, problems)
     if sheets.studies:
         _check_study_columns(config, sheets, studies, config_path, problems)
     if risk_of_bias:
@@ -585,15 +679,16 @@ def _check_study_columns(config, sheets, studies_path, config_path, problems):
                 ))  # fmt: skip
 
 
-def _check_study_refs(path, rows, study_lines, studies_path, problems):
-    for row in rows:
-        sid = row.get("study_id")
-        if sid is not None and sid not in study_lines:
+def _check_study_refs(path, ids, lines, study_lines, studies_path, problems):
+    """A problem for each row whose study_id (``ids``, one per row) is not a row of studies.csv."""
+    hints: dict = {}
+    for i, sid in enumerate(ids):
+        if sid is None or sid in study_lines:
+            continue
+        if sid not in hints:
             near = difflib.get_close_matches(sid, list(study_lines), n=1, cutoff=0.6)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            problems.append(
-                Problem(path, row["_line"], "study_id", f"unknown study, not in {studies_path}{hint} (found {sid!r})")
-            )
+            hints[sid] = f"; did you mean {near[0]!r}?" if near else ""
+        problems.append(Problem(path, lines[i], "study_id", f"unknown study, not in {studies_path}{hints[sid]} (found {sid!r})"))
 
 
 def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str | Path = ".") -> Sheets:
@@ -613,12 +708,13 @@ def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str
     return sheets
 
 
-def _network_exclusions(sheets, config, arms, ingest_reason, by_line, usable_contrasts, studies, found) -> dict:
+def _network_exclusions(config, arms, ingest_reason, by_line, arms_of, usable_contrasts, studies, found) -> dict:
     """The rows a configured network will leave out for a data reason (as for analyses, with the network's
     nodes in place of the two sides; named ``network:ID``)."""
     from .network_analysis import network_settings
     from .network_data import build_network_data, node_of
 
+    arm_rows = arms.rows() if config.get("networks") else []  # build_network_data takes row dicts
     for nid in sorted(config.get("networks") or {}):
         n = network_settings(config, nid)
         label = f"network:{nid}"
@@ -632,16 +728,14 @@ def _network_exclusions(sheets, config, arms, ingest_reason, by_line, usable_con
             if key[0] == "outcomes":  # a row of a node in a study with rows of another node
                 here = node.get(row.get("intervention"))
                 on_node = here is not None and any(
-                    r.get("study_id") == row.get("study_id") and r.get("outcome") == row.get("outcome")
-                    and node.get(r.get("intervention")) not in (None, here)
-                    for r in sheets.outcomes
-                )  # fmt: skip
+                    node.get(code) not in (None, here) for code in arms_of[(row.get("study_id"), row.get("outcome"))]
+                )
             else:
                 a, b = node.get(row.get("intervention")), node.get(row.get("comparator"))
                 on_node = a is not None and b is not None and a != b
             if on_node:
                 found.setdefault((key, getattr(reason, "column", None) or "unusable_reason", str(reason)), []).append(label)
-        for f in build_network_data(n, arms, usable_contrasts, studies, config).flow:
+        for f in build_network_data(n, arm_rows, usable_contrasts, studies, config).flow:
             column = getattr(f["reason"], "column", None)
             if f["state"] == "not_used" and column:
                 found.setdefault(((f["sheet"], f["line"]), column, str(f["reason"])), []).append(label)
@@ -671,22 +765,28 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     """
     from .config import analysis_settings
     from .harmonise import harmonise
-    from .study_effects import arms_table, build_study_effects
+    from .study_effects import build_study_effects
 
     paths = {"outcomes": sheets.paths.get("outcomes", "outcomes.csv"), "contrasts": sheets.paths.get("contrasts", "contrasts.csv")}
+    outcomes = sheets.outcomes
     arms, ingest = harmonise(sheets)
-    ingest_reason = {(f["sheet"], f["line"]): f["reason"] for f in ingest if f["state"] == "excluded"}
+    # only the excluded rows are looked at (a few, among up to millions): their reasons and cells
+    excluded = [i for i, state in enumerate(ingest["state"]) if state == "excluded"]
+    ingest_reason = {(ingest["sheet"][i], ingest["line"][i]): ingest["reason"][i] for i in excluded}
+    by_line = {("outcomes", outcomes["_line"][i]): outcomes.row(i) for i in excluded if i < len(outcomes)}
+    by_line.update({("contrasts", r["_line"]): r for i in excluded if i >= len(outcomes)
+                    for r in [sheets.contrasts[i - len(outcomes)]]})  # fmt: skip
     del ingest  # one entry per row: not kept while the analyses' study effects are built
-    by_line = {key: r for sheet, rows in (("outcomes", sheets.outcomes), ("contrasts", sheets.contrasts))
-               for r in rows if (key := (sheet, r["_line"])) in ingest_reason}  # fmt: skip
     studies = {s["study_id"]: s for s in sheets.studies}
     usable_contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
-    # which interventions each study has rows of, per outcome (one pass: the check below stays linear)
-    arms_of: dict[tuple, set] = {}
-    for r in sheets.outcomes:
-        arms_of.setdefault((r.get("study_id"), r.get("outcome")), set()).add(r.get("intervention"))
+    # which interventions each study has rows of, per outcome, for the studies and outcomes of excluded rows
+    arms_of: dict[tuple, set] = {(r.get("study_id"), r.get("outcome")): set() for r in by_line.values()}
+    if arms_of:
+        for key in zip(outcomes["study_id"], outcomes["outcome"], outcomes["intervention"], strict=True):
+            got = arms_of.get(key[:2])
+            if got is not None:
+                got.add(key[2])
     found: dict[tuple, list[str]] = {}
-    arm_table = arms_table(arms)
 
     def add(key, column, reason, aid):
         found.setdefault((key, column, str(reason)), []).append(aid)
@@ -713,12 +813,12 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
             if not on_side:
                 continue
             add(key, getattr(reason, "column", None) or "unusable_reason", reason, aid)
-        _, flow = build_study_effects(a, arm_table, usable_contrasts, studies, config)
+        _, flow = build_study_effects(a, arms, usable_contrasts, studies, config)
         for f in flow:
             column = getattr(f["reason"], "column", None)
             if f["state"] == "not_used" and column:
                 add((f["sheet"], f["line"]), column, f["reason"], aid)
-    found.update(_network_exclusions(sheets, config, arms, ingest_reason, by_line, usable_contrasts, studies, found))
+    found.update(_network_exclusions(config, arms, ingest_reason, by_line, arms_of, usable_contrasts, studies, found))
     warnings = []
     for ((sheet, line), column, reason), aids in found.items():
         ids = sorted(set(aids))

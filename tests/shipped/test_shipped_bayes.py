@@ -27,7 +27,7 @@ KEYS = ["estimate", "mean", "sd", "ci_low", "ci_high", "hdi_low", "hdi_high", "p
 def shipped():
     config = load_config(ROOT / "config/config.yaml")
     sheets = load_sheets(config, base=ROOT)
-    arms, _ = harmonise(sheets)
+    arms = harmonise(sheets)[0].rows()
     return config, sheets, arms
 
 

@@ -32,7 +32,7 @@ REF = json.loads((ROOT / "tests/shipped/shipped.json").read_text())
 def shipped():
     config = load_config(ROOT / "config/config.yaml")
     sheets = load_sheets(config, base=ROOT)  # sheet paths in the config are relative to the repository
-    arms, _ = harmonise(sheets)
+    arms = harmonise(sheets)[0].rows()
     return config, sheets, arms
 
 

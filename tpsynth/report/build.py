@@ -991,7 +991,7 @@ def build_report(
     analyses = [AnalysisResult.from_json(p) for p in analysis_paths]
     evidence = read_evidence(evidence_path, tables=("studies", "outcomes", "contrasts", "arms", "risk_of_bias"))
     check_results_match_evidence(config, evidence, analyses, str(evidence_path))
-    sheets = sheets_from_evidence(evidence)
+    sheets = sheets_from_evidence(evidence, outcomes=False)  # the outcome rows are read as they are
     figures = {k: data_uri(v) for k, v in sorted((figure_paths or {}).items())}
     sheet_inputs = [(_display(s["path"]), s["sha256"]) for s in evidence["sheets"]]
     results = [(_display(p), p) for p in [dataflow_path, arms_path, *([pooled_path] if pooled_path else []),
@@ -1005,7 +1005,7 @@ def build_report(
 
     studies = [{**st, "rob_overall": study_judgement(sheets.risk_of_bias, st, None)["level"]} for st in sheets.studies]
     ctx = build_context(
-        analyses=analyses, config=config, studies=studies, outcomes=sheets.outcomes,
+        analyses=analyses, config=config, studies=studies, outcomes=evidence["outcomes"],
         contrasts=sheets.contrasts, flow_rows=read_csv(dataflow_path), arms=evidence["arms"], figures=figures,
         prov=prov, shipped_note=is_shipped_evidence(sheets.paths["studies"]),
         networks=[json.loads(Path(p).read_text(encoding="utf-8")) for p in sorted(network_paths or [])],
