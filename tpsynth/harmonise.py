@@ -83,14 +83,17 @@ def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
     put(mean_method, rows, ["reported"] * rows.size)
     put(sd_method, rows, ["reported"] * rows.size)
     n = t.floats("n")
-    rows = of["mean_se"]
-    if rows.size:
-        value, label = conversions.sd_from_se(t.floats("se")[rows], n[rows])
+
+    def reported_mean_derived_sd(rows, value, label) -> None:
         put(mean, rows, [raw_mean[i] for i in rows])
         put(sd, rows, value.tolist())
         put(mean_method, rows, ["reported"] * rows.size)
         put(sd_method, rows, [str(x) for x in label])
         put(derived, rows, [True] * rows.size)
+
+    rows = of["mean_se"]
+    if rows.size:
+        reported_mean_derived_sd(rows, *conversions.sd_from_se(t.floats("se")[rows], n[rows]))
     rows = of["mean_ci"]
     few = rows[n[rows] < 2]
     exclude(few.tolist(), "SD not derivable: a CI needs n >= 2", "n")
@@ -98,12 +101,8 @@ def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
     if rows.size:
         level = t.floats("ci_level")[rows]
         level = np.where(np.isnan(level), 95.0, level) / 100.0
-        value, label = conversions.sd_from_ci(t.floats("ci_low")[rows], t.floats("ci_high")[rows], n[rows], level=level)
-        put(mean, rows, [raw_mean[i] for i in rows])
-        put(sd, rows, value.tolist())
-        put(mean_method, rows, ["reported"] * rows.size)
-        put(sd_method, rows, [str(x) for x in label])
-        put(derived, rows, [True] * rows.size)
+        ci = t.floats("ci_low")[rows], t.floats("ci_high")[rows]
+        reported_mean_derived_sd(rows, *conversions.sd_from_ci(*ci, n[rows], level=level))
     rows = of["fivenum"]
     if rows.size:
         five = {c: t.floats(c)[rows] for c in ("min", "q1", "median", "q3", "max")}
