@@ -190,7 +190,7 @@ def _workspace(root):
         str(raw / "studies.csv"), str(raw / "outcomes.csv"), str(contrasts) if contrasts.exists() else None, config
     )
     assert problems == []
-    return config, sheets, harmonise(sheets)[0]
+    return config, sheets, harmonise(sheets)[0].rows()
 
 
 FIXTURE_VARIANTS = [
