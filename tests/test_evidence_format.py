@@ -9,6 +9,7 @@ import os
 import pytest
 
 from tpsynth import pipeline
+from tpsynth.columns import Table
 from tpsynth.config import load_config
 
 
@@ -76,6 +77,10 @@ def test_tables_whose_rows_differ_in_keys_are_kept_as_rows(tmp_path):
     assert raw["outcomes"] == {"columns": {"x": [1.5, -0.0], "y": ["t", "u"]}, "length": 2}
     assert pipeline.read_evidence(path) == _as_rows_json(obj)
     assert path.read_text(encoding="utf-8") == pipeline._json_text(obj)
+    tables = pipeline.read_evidence(path, by_columns=("flow", "outcomes", "arms"))
+    assert tables["flow"] == Table({"a": [1, 2], "b": [None, None]})  # every key of any row; None where missing
+    assert tables["outcomes"] == Table({"x": [1.5, -0.0], "y": ["t", "u"]})
+    assert tables["arms"] == Table({}) and tables["studies"] == [{}, {}]
 
 
 def test_old_format_is_refused(tmp_path):
@@ -101,6 +106,11 @@ def test_analysis_from_its_slice_equals_analysis_from_the_sheets(ingested):
         from_slice = run_analysis(sl["settings"], pipeline.sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
         direct = run_analysis(sl["settings"], sheets, config, arms=arms)
         assert _as_rows_json(from_slice.to_dict()) == _as_rows_json(direct.to_dict()), aid
+        by_columns = pipeline.read_evidence(pipeline.slice_path("data/processed/slices", aid), by_columns=("arms",))
+        assert by_columns["arms"] == Table.from_rows(sl["arms"])  # the stored columns, no row dicts
+        assert {k: v for k, v in by_columns.items() if k != "arms"} == {k: v for k, v in sl.items() if k != "arms"}
+        from_columns = run_analysis(sl["settings"], pipeline.sheets_from_evidence(sl), sl["config"], arms=by_columns["arms"])
+        assert from_columns.to_dict() == from_slice.to_dict(), aid
 
 
 def test_read_evidence_keeps_only_the_tables_asked_for(ingested):

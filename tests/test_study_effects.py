@@ -145,3 +145,23 @@ def test_md_refuses_instrument_without_scale(base):
     eff, flow = build_study_effects(a, arms_table(noscale), [], studies, config)
     assert "c2010" not in {e.study_id for e in eff}
     assert any("MD needs scale_min/scale_max for instrument NPRS_0_10" in f["reason"] for f in flow)
+
+
+def test_garbage_collector_is_left_as_it_was(base):
+    """build_study_effects pauses the cyclic garbage collector while it builds and puts it back as found,
+    also when it raises."""
+    import gc
+
+    assert gc.isenabled()
+    effects_for(base, "pain_smd")
+    assert gc.isenabled()
+    config, sheets, arms = base
+    with pytest.raises(KeyError):
+        build_study_effects(analysis_settings(config, "pain_smd"), arms_table(arms), [], {}, {"outcomes": {}})
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        effects_for(base, "pain_smd")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -194,12 +194,16 @@ def evidence_head(path: str | Path) -> dict:
     return {k: full[k] for k in HEAD if k in full} if isinstance(full, dict) else full
 
 
-def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str, ...] | None = None) -> dict:
+def read_evidence(
+    path: str | Path, data: bytes | None = None, tables: tuple[str, ...] | None = None, by_columns: tuple[str, ...] = ()
+) -> dict:
     """evidence.json or a slice as written by :func:`run_ingest` (checks the format tag), its tables as
     lists of row dicts (keys in sorted order, as JSON with sorted keys reads back). ``data``: the file's
     bytes, when already read. ``tables``: the row tables wanted (default all); the others are left out,
     which saves the memory of their rows (at 100,000 studies each table has up to 2,000,000): the file is
-    then decoded one top-level entry at a time, so a table left out is never held with the others."""
+    then decoded one top-level entry at a time, so a table left out is never held with the others.
+    ``by_columns``: tables given as a :class:`tpsynth.columns.Table` instead, straight from the stored
+    columns (no dict per row)."""
     raw = Path(path).read_bytes() if data is None else data
     ev = json.loads(raw) if tables is None else _load_entries(raw.decode("utf-8"), set(TABLES) - set(tables))
     if not isinstance(ev, dict) or ev.get("format") != EVIDENCE_FORMAT:
@@ -208,9 +212,21 @@ def read_evidence(path: str | Path, data: bytes | None = None, tables: tuple[str
     for key in TABLES:
         if tables is not None and key not in tables:
             ev.pop(key, None)
+        elif key in by_columns and key in ev:
+            ev[key] = _table(ev[key])
         elif isinstance(ev.get(key), dict):
             ev[key] = _table_rows(ev[key])
     return ev
+
+
+def _table(stored: dict | list) -> Table:
+    """A table as written by :func:`_table_chunks` (or as a list of rows), as a Table; equal texts of a
+    column share one string, as in :func:`_table_rows`. Rows that differ in keys: every key of any row,
+    None where a row lacks it."""
+    if isinstance(stored, dict) and "columns" in stored:
+        return Table({name: _shared_strings(values) for name, values in stored["columns"].items()}, stored["length"])
+    rows = stored["rows"] if isinstance(stored, dict) else stored
+    return Table.from_rows(rows, list(dict.fromkeys(k for r in rows for k in r)))
 
 
 _SPACE = re.compile(r"[ \t\n\r]*")
@@ -466,7 +482,7 @@ def run_one_analysis(slice_file: str, out_path: str):
     from .analysis import run_analysis
 
     data = Path(slice_file).read_bytes()
-    sl = read_evidence(slice_file, data)
+    sl = read_evidence(slice_file, data, by_columns=("arms",))
     res = run_analysis(sl["settings"], sheets_from_evidence(sl), sl["config"], arms=sl["arms"])
     res = res.with_evidence(sha256_bytes(data))
     res.to_json(out_path)
