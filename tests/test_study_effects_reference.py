@@ -368,3 +368,14 @@ def test_table_with_other_column_order_and_rows_of_other_outcomes():
     got = build_study_effects(a, Table.from_rows(arms, names), contrasts, studies, CONFIG)
     assert [dataclasses.asdict(e) for e in got[0]] == [dataclasses.asdict(e) for e in want[0]]
     assert got[1] == want[1]
+
+
+def test_no_arms_at_all():
+    """An analysis of reported contrasts only (a slice whose table of arms has no columns)."""
+    arms, contrasts, studies = random_workspace(3)
+    for a in random_analyses(random.Random(3)):
+        want = reference_build_study_effects(a, [], contrasts, studies, CONFIG)
+        got = build_study_effects(a, Table({}), contrasts, studies, CONFIG)
+        assert [dataclasses.asdict(e) for e in got[0]] == [dataclasses.asdict(e) for e in want[0]]
+        assert got[1] == want[1]
+        assert_same(a, [], contrasts, studies, CONFIG)

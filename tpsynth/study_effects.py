@@ -412,6 +412,8 @@ def _collector_paused():
 
 
 def _build(analysis, arms, contrasts, studies, config):
+    if not len(arms):  # e.g. a slice of contrasts only: its table of arms has no columns
+        arms = arms_table([])
     outcome = analysis["outcome"]
     outcome_cfg = config["outcomes"][outcome]
     lo_w, hi_w = analysis["timepoint_weeks"]
