@@ -1,4 +1,5 @@
-"""build_study_effects (all studies' first choices at once) gives exactly what the per-study loop gave.
+"""build_study_effects (all studies' first choices at once) gives exactly what the per-study loop gave,
+and data_exclusions exactly its flow entries that name a column.
 
 ``reference_build_study_effects`` below is the implementation of ``build_study_effects`` before it took a
 Table and computed every study's first choice in one call per measure (tpsynth main 1dedf39), kept here
@@ -27,7 +28,13 @@ from tpsynth.config import analysis_settings, validate_config
 from tpsynth.harmonise import harmonise
 from tpsynth.measures import DICHOTOMOUS_MEASURES
 from tpsynth.selection import excluded_reason
-from tpsynth.study_effects import _arm_contrast, _contrast_effect, arms_table, build_study_effects
+from tpsynth.study_effects import (
+    _arm_contrast,
+    _contrast_effect,
+    arms_table,
+    build_study_effects,
+    data_exclusions,
+)
 from tpsynth.validate import Reason, validate_sheets
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minimal"
@@ -179,6 +186,8 @@ def assert_same(analysis, arms, contrasts, studies, config):
                  getattr(f["reason"], "column", None), list(f)) for f in flow]  # fmt: skip
 
     assert entries(got_flow) == entries(want_flow)
+    problems = [f for f in want_flow if f["state"] == "not_used" and getattr(f["reason"], "column", None)]
+    assert entries(data_exclusions(analysis, arms_table(arms), contrasts, studies, config)) == entries(problems)
     return want_eff, want_flow
 
 
@@ -344,19 +353,22 @@ def test_random_workspaces(seed):
 
 
 def test_random_workspace_covers_the_per_study_paths():
-    """The random workspaces reach every refusal that sends a study to the per-study path."""
-    reasons = set()
+    """The random workspaces reach every refusal that sends a study to the per-study path, and every
+    column a data problem can name."""
+    reasons, columns = set(), set()
     for seed in range(40):
         arms, contrasts, studies = random_workspace(seed)
         for a in random_analyses(random.Random(seed)):
             _, flow = reference_build_study_effects(a, arms, contrasts, studies, CONFIG)
             reasons |= {str(f["reason"]) for f in flow}
+            columns |= {getattr(f["reason"], "column", None) for f in flow}
     for expected in ("effect size not computable from these arms", "no events (or only events) in both arms: left out",
                      "MD needs scale_min/scale_max", "another arm of this comparison: MD needs scale_min/scale_max",
                      "non-randomised study; the analysis is randomised-only", "study outside where: region is 'neck', the analysis keeps lumbar, gluteal",
                      "only one side of the comparison has data", "arm-level data or another timepoint used for this study",
                      "row holds events; the analysis pools MD", "row holds means; the analysis pools RR"):  # fmt: skip
         assert any(r.startswith(expected) for r in reasons), expected
+    assert {"sd", "events", "scale_min", "study_id", "mean", "measure"} <= columns
 
 
 def test_table_with_other_column_order_and_rows_of_other_outcomes():

@@ -399,6 +399,16 @@ def build_study_effects(analysis: dict, arms: Table, contrasts: list[dict], stud
         return _build(analysis, arms, contrasts, studies, config)
 
 
+def data_exclusions(analysis: dict, arms: Table, contrasts: list[dict], studies: dict[str, dict], config: dict):
+    """The rows :func:`build_study_effects` leaves out because of their data: the entries of its flow
+    whose reason names the sheet column to fix (:class:`tpsynth.validate.Reason` ``column``), in the same
+    order, without building the effects or the other entries (what ``python -m tpsynth validate`` warns
+    about: :func:`tpsynth.validate.exclusion_warnings`). Same parameters as :func:`build_study_effects`."""
+    with _collector_paused():
+        _, flow = _build(analysis, arms, contrasts, studies, config, problems_only=True)
+    return [f for f in flow if f is not None and f["state"] == "not_used" and getattr(f["reason"], "column", None)]
+
+
 @contextmanager
 def _collector_paused():
     """Pause the cyclic garbage collector inside the block (as it was before, afterwards)."""
@@ -411,7 +421,9 @@ def _collector_paused():
             gc.enable()
 
 
-def _build(analysis, arms, contrasts, studies, config):
+def _build(analysis, arms, contrasts, studies, config, problems_only=False):
+    """build_study_effects; with ``problems_only``, the flow entries of the rows it takes or leaves out for
+    the analysis's own rules (not data problems) may be None and the effects are not built."""
     if not len(arms):  # e.g. a slice of contrasts only: its table of arms has no columns
         arms = arms_table([])
     outcome = analysis["outcome"]
@@ -521,43 +533,19 @@ def _build(analysis, arms, contrasts, studies, config):
     effects_of: dict[int, StudyEffect] = {}
     failed = _first_effects(
         analysis, outcome_cfg, arms, chosen_rows, chosen_u, off, n_int, n_cmp,
-        [study_ids[p] for p in study_pos[chosen_u].tolist()], effects_of,
+        [study_ids[p] for p in study_pos[chosen_u].tolist()], None if problems_only else effects_of,
     )  # fmt: skip
     for u in failed:
         per_study[u] = True
-
-    # flow of the rows of studies not on the per-study path
-    t_of = [None] * n_studies
-    for u, e in effects_of.items():
-        t_of[u] = e.timepoint_weeks
-    other_t = np.zeros(len(rows), dtype=bool)
-    has = np.array([t is not None for t in t_of], dtype=bool)
-    if has.any():
-        t_chosen = np.array([t if t is not None else np.nan for t in t_of], dtype=float)
-        other_t = has[row_u] & (tw != t_chosen[row_u])
-    another_t: dict = {}
-    another_i: dict = {}
-    reason_t = np.empty(n_studies, dtype=object)
-    reason_i = np.empty(n_studies, dtype=object)
-    for u, e in effects_of.items():
-        t, ins = e.timepoint_weeks, e.instrument
-        if t not in another_t:
-            another_t[t] = f"another timepoint ({t:g} weeks) used for this study"
-        if ins not in another_i:
-            another_i[ins] = f"another instrument or value type ({ins}) used for this study"
-        reason_t[u], reason_i[u] = another_t[t], another_i[ins]
-    study_reason = np.array([r if r is not None else ONE_SIDE for r in outside], dtype=object)
-    reasons = np.where(other_t, reason_t[row_u], reason_i[row_u])
-    chosen_mask = has[row_u]
-    reasons[~chosen_mask] = study_reason[row_u[~chosen_mask]]
-    states = np.full(len(rows), "not_used", dtype=object)
-    used &= chosen_mask
-    states[used] = "used"
-    reasons[used] = ""
-    entries = [
-        {"sheet": "outcomes", "line": line, "state": state, "reason": reason}
-        for line, state, reason in zip(pick(lines), states.tolist(), reasons.tolist(), strict=True)
-    ]
+    if problems_only:  # only the rows of studies left out for a data problem (a non-randomised study)
+        entries = [None] * len(rows)
+        line_of = pick(lines)
+        for u, why in enumerate(outside):
+            if getattr(why, "column", None):
+                for j in range(first_row[u], end_row[u]):
+                    entries[j] = {"sheet": "outcomes", "line": line_of[j], "state": "not_used", "reason": why}
+    else:
+        entries = _fast_flow(effects_of, outside, row_u, tw, used, pick(lines), n_studies)
 
     # assemble, study by study: the per-study path where needed
     done = 0
@@ -578,8 +566,45 @@ def _build(analysis, arms, contrasts, studies, config):
     return [effects_of[u] for u in sorted(effects_of)], flow
 
 
+
+def _fast_flow(effects_of, outside, row_u, tw, used, lines, n_studies) -> list[dict]:
+    """Flow entries of the rows (``row_u``: their study; ``tw``: timepoint; ``used``: in the study's first
+    choice; ``lines``: sheet lines) of studies not on the per-study path, as :func:`_choose` words them."""
+    t_of = [None] * n_studies
+    for u, e in effects_of.items():
+        t_of[u] = e.timepoint_weeks
+    other_t = np.zeros(len(row_u), dtype=bool)
+    has = np.array([t is not None for t in t_of], dtype=bool)
+    if has.any():
+        t_chosen = np.array([t if t is not None else np.nan for t in t_of], dtype=float)
+        other_t = has[row_u] & (tw != t_chosen[row_u])
+    another_t: dict = {}
+    another_i: dict = {}
+    reason_t = np.empty(n_studies, dtype=object)
+    reason_i = np.empty(n_studies, dtype=object)
+    for u, e in effects_of.items():
+        t, ins = e.timepoint_weeks, e.instrument
+        if t not in another_t:
+            another_t[t] = f"another timepoint ({t:g} weeks) used for this study"
+        if ins not in another_i:
+            another_i[ins] = f"another instrument or value type ({ins}) used for this study"
+        reason_t[u], reason_i[u] = another_t[t], another_i[ins]
+    study_reason = np.array([r if r is not None else ONE_SIDE for r in outside], dtype=object)
+    reasons = np.where(other_t, reason_t[row_u], reason_i[row_u])
+    chosen_mask = has[row_u]
+    reasons[~chosen_mask] = study_reason[row_u[~chosen_mask]]
+    states = np.full(len(row_u), "not_used", dtype=object)
+    used &= chosen_mask
+    states[used] = "used"
+    reasons[used] = ""
+    return [
+        {"sheet": "outcomes", "line": line, "state": state, "reason": reason}
+        for line, state, reason in zip(lines, states.tolist(), reasons.tolist(), strict=True)
+    ]
+
 def _first_effects(analysis, outcome_cfg, arms, rows, study_u, off, n_int, n_cmp, sids, out) -> list[int]:
-    """The effects of the studies' first choices, into ``out`` (study number -> StudyEffect).
+    """The effects of the studies' first choices, into ``out`` (study number -> StudyEffect; None: only
+    which are refused).
 
     ``rows``: the arms of every first choice (study by study, intervention arms then comparator arms);
     study ``study_u[c]`` has ``n_int[c]`` intervention and ``n_cmp[c]`` comparator arms from ``off[c]``.
@@ -651,10 +676,19 @@ def _first_effects(analysis, outcome_cfg, arms, rows, study_u, off, n_int, n_cmp
         if refused[c]:
             failed.append(u)
             continue
+        y, v = yl[c], vl[c]
+        if measure == "MD":
+            y, v = y * factor[c], v * factor[c] ** 2
+        if flip[c] and not dichotomous:
+            y = -y
+        if not (math.isfinite(y) and math.isfinite(v) and v > 0):
+            failed.append(u)
+            continue
+        if out is None:
+            continue
         a, k = off[c], n_int[c] + n_cmp[c]
         ci, cc = sums[0][c], sums[1][c]
         notes = []
-        y, v = yl[c], vl[c]
         cmp_sd_ref = cmp_risk = None
         if dichotomous:
             if adjusted[c]:
@@ -663,18 +697,12 @@ def _first_effects(analysis, outcome_cfg, arms, rows, study_u, off, n_int, n_cmp
         else:
             if rescaled[c]:
                 notes.append(rescaled[c])
-            if measure == "MD":
-                y, v = y * factor[c], v * factor[c] ** 2
             if flip[c]:
-                y = -y
                 notes.append(f"sign flipped: {ins0[c]} has the opposite direction to the outcome")
             if ref is not None and smin0[c] is not None and smax0[c] is not None:
                 cmp_sd_ref = cc["sd"] * (ref[1] - ref[0]) / (smax0[c] - smin0[c])
         if n_int[c] > 1 or n_cmp[c] > 1:
             notes.append(f"{n_int[c]} intervention and {n_cmp[c]} comparator arms combined (Handbook Table 6.5.a)")
-        if not (math.isfinite(y) and math.isfinite(v) and v > 0):
-            failed.append(u)
-            continue
         out[u] = StudyEffect(
             side_stats={"intervention": ci, "comparator": cc}, scale_factor=factor[c] if measure == "MD" else 1.0,
             sign=-1.0 if flip[c] and not dichotomous else 1.0, study_id=sids[c], yi=y, vi=v, n_intervention=ci["n"],

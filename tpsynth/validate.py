@@ -765,7 +765,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     """
     from .config import analysis_settings
     from .harmonise import harmonise
-    from .study_effects import build_study_effects
+    from .study_effects import data_exclusions
 
     paths = {"outcomes": sheets.paths.get("outcomes", "outcomes.csv"), "contrasts": sheets.paths.get("contrasts", "contrasts.csv")}
     outcomes = sheets.outcomes
@@ -813,7 +813,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
             if not on_side:
                 continue
             add(key, getattr(reason, "column", None) or "unusable_reason", reason, aid)
-        _, flow = build_study_effects(a, arms, usable_contrasts, studies, config)
+        flow = data_exclusions(a, arms, usable_contrasts, studies, config)
         for f in flow:
             column = getattr(f["reason"], "column", None)
             if f["state"] == "not_used" and column:
