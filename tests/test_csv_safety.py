@@ -142,3 +142,20 @@ def test_report_shows_the_original_text(hostile_run):
     html = (hostile_run / "results" / "report.html").read_text()
     assert "@SUM(A1:A9)" in html
     assert "'@SUM" not in html and "&#39;@SUM" not in html
+
+
+@pytest.mark.parametrize("column", [
+    [None] * 5, ["same"] * 5, [0, 1, 2, 10**16, 7], [3, -1, 2], [3, None, 2], [True, 1, 1.0, None, "1"],
+    [1.5, 2.5, 1.5, -0.0, 0.0], ["=x", "=x", "a"], [],
+])  # fmt: skip
+def test_write_csv_of_a_table_equals_write_csv_of_its_rows(tmp_path, column):
+    """A Table is written from its columns (constant columns and non-negative integers formatted at once):
+    the same bytes as its rows."""
+    from tpsynth.columns import Table
+
+    table = Table({"x": column, "y": [f"r{i}" for i in range(len(column))]})
+    write_csv(tmp_path / "t.csv", ["y", "x"], table)
+    write_csv(tmp_path / "r.csv", ["y", "x"], table.rows())
+    assert (tmp_path / "t.csv").read_bytes() == (tmp_path / "r.csv").read_bytes()
+    with (tmp_path / "t.csv").open(newline="") as fh:
+        assert [r[1] for r in list(csv.reader(fh))[1:]] == [excel_safe(cell(v)) for v in column]

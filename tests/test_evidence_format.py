@@ -166,3 +166,21 @@ def test_parse_time_check_reads_only_the_head(ingested, monkeypatch):
     assert pipeline.evidence_head(path) == head
     open(path, "w", encoding="utf-8").write("not json")
     assert pipeline.evidence_out_of_date(path, config) == [path]
+
+
+@pytest.mark.parametrize("values", [
+    [], [None, None], ["a", "b", "a", None, "\u00e9\"\\"], [1, 1.0, True, 1, 0, False, 0.0, None],
+    [1.5, 2.5, 1.5, None], [0.0, -0.0, 1.0], [-0.0, 0.0], [0, -0.0], [pipeline.EVIDENCE_FORMAT, "x"],
+    [[1, 2], [1, 2]], [1e300, 5e-324, 0.1 + 0.2], ["x", "x", "x"], list(range(50)),
+])  # fmt: skip
+def test_column_json_equals_json_of_the_list(values):
+    from tpsynth.validate import Reason
+
+    assert pipeline._column_json(values) == pipeline._dumps(values)
+    with_reasons = values + [Reason("why", "n"), "why"]
+    assert pipeline._column_json(with_reasons) == pipeline._dumps(with_reasons)
+
+
+def test_column_json_refuses_nan():
+    with pytest.raises(ValueError):
+        pipeline._column_json([1.0, float("nan")])

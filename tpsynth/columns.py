@@ -116,4 +116,7 @@ class Table:
         """Column ``name`` as a float64 numpy array (None becomes NaN; booleans 0/1)."""
         import numpy as np
 
-        return np.array(self.get(name), dtype=float)
+        values = self.get(name)
+        if values.count(None) == len(values):  # an empty column: numpy converts None slowly, one at a time
+            return np.full(len(values), np.nan)
+        return np.array(values, dtype=float)

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import conversions
 from .columns import Table
-from .validate import Reason, Sheets, usable_kinds
+from .validate import STATISTICS, Reason, Sheets, usable_kinds
 
 ARM_COLUMNS = [
     "study_id", "arm", "intervention", "outcome", "instrument", "higher_is_better", "timepoint_weeks",
@@ -52,9 +52,12 @@ def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
     t = outcomes
     size = len(t)
     reasons: list = [None] * size
-    mean, sd, events = [None] * size, [None] * size, [None] * size
-    mean_method, sd_method, derived = [""] * size, [""] * size, [False] * size
-    kinds = usable_kinds(t)
+    # object arrays: a kind's rows are filled at once; .tolist() gives back the very value objects
+    mean, sd, events = (np.full(size, None, dtype=object) for _ in range(3))
+    mean_method, sd_method = np.full(size, "", dtype=object), np.full(size, "", dtype=object)
+    derived = np.full(size, False, dtype=object)
+    num = {c: t.floats(c) for c in (*STATISTICS, "ci_level")}
+    kinds = usable_kinds(t, num)
     said: dict = {}  # reason text -> Reason (rows excluded for the same reason share one object)
 
     def exclude(rows, text, column) -> None:
@@ -69,50 +72,39 @@ def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
             usable[i] = False
             exclude([i], f"unusable as extracted: {text}", "unusable_reason")
     of = {k: np.flatnonzero(usable & (kinds == k)) for k in ("events", "mean_sd", "mean_se", "mean_ci", "fivenum", "")}
-    raw_mean, raw_sd, raw_events = t.get("mean"), t.get("sd"), t.get("events")
-
-    def put(column: list, rows, values) -> None:
-        for i, v in zip(rows.tolist(), values, strict=True):
-            column[i] = v
-
+    raw_mean, raw_sd, raw_events = (np.asarray(t.get(c), dtype=object) for c in ("mean", "sd", "events"))
     rows = of["events"]
-    put(events, rows, [raw_events[i] for i in rows])
+    events[rows] = raw_events[rows]
     rows = of["mean_sd"]
-    put(mean, rows, [raw_mean[i] for i in rows])
-    put(sd, rows, [raw_sd[i] for i in rows])
-    put(mean_method, rows, ["reported"] * rows.size)
-    put(sd_method, rows, ["reported"] * rows.size)
-    n = t.floats("n")
+    mean[rows], sd[rows] = raw_mean[rows], raw_sd[rows]
+    mean_method[rows] = sd_method[rows] = "reported"
+    n = num["n"]
 
     def reported_mean_derived_sd(rows, value, label) -> None:
-        put(mean, rows, [raw_mean[i] for i in rows])
-        put(sd, rows, value.tolist())
-        put(mean_method, rows, ["reported"] * rows.size)
-        put(sd_method, rows, [str(x) for x in label])
-        put(derived, rows, [True] * rows.size)
+        mean[rows], sd[rows], mean_method[rows], derived[rows] = raw_mean[rows], value.tolist(), "reported", True
+        sd_method[rows] = [str(x) for x in label]
 
     rows = of["mean_se"]
     if rows.size:
-        reported_mean_derived_sd(rows, *conversions.sd_from_se(t.floats("se")[rows], n[rows]))
+        reported_mean_derived_sd(rows, *conversions.sd_from_se(num["se"][rows], n[rows]))
     rows = of["mean_ci"]
     few = rows[n[rows] < 2]
     exclude(few.tolist(), "SD not derivable: a CI needs n >= 2", "n")
     rows = rows[n[rows] >= 2]
     if rows.size:
-        level = t.floats("ci_level")[rows]
+        level = num["ci_level"][rows]
         level = np.where(np.isnan(level), 95.0, level) / 100.0
-        ci = t.floats("ci_low")[rows], t.floats("ci_high")[rows]
+        ci = num["ci_low"][rows], num["ci_high"][rows]
         reported_mean_derived_sd(rows, *conversions.sd_from_ci(*ci, n[rows], level=level))
     rows = of["fivenum"]
     if rows.size:
-        five = {c: t.floats(c)[rows] for c in ("min", "q1", "median", "q3", "max")}
+        five = {c: num[c][rows] for c in ("min", "q1", "median", "q3", "max")}
         res = conversions.mean_sd_from_fivenum(n[rows], **five)
         done = np.isfinite(res.mean) & np.isfinite(res.sd)
-        put(mean, rows[done], res.mean[done].tolist())
-        put(sd, rows[done], res.sd[done].tolist())
-        put(mean_method, rows[done], [str(x) for x in res.mean_method[done]])
-        put(sd_method, rows[done], [str(x) for x in res.sd_method[done]])
-        put(derived, rows[done], [True] * int(done.sum()))
+        got = rows[done]
+        mean[got], sd[got], derived[got] = res.mean[done].tolist(), res.sd[done].tolist(), True
+        mean_method[got] = [str(x) for x in res.mean_method[done]]
+        sd_method[got] = [str(x) for x in res.sd_method[done]]
         small = ~done & (n[rows] < conversions.FIVENUM_MIN_N)
         exclude(rows[small].tolist(), "median-based summary not converted: n < 5 (as metafor conv.fivenum)", "n")
         left = ~done & ~small
@@ -133,7 +125,8 @@ def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
         else:
             exclude([i], "no usable statistics", "unusable_reason")
     computed = {"mean": mean, "sd": sd, "events": events, "mean_method": mean_method, "sd_method": sd_method,
-                "derived": derived, "line": t["_line"]}  # fmt: skip
+                "derived": derived}  # fmt: skip
+    computed = {name: values.tolist() for name, values in computed.items()} | {"line": t["_line"]}
     arms = Table({c: computed[c] if c in computed else t.get(c) for c in ARM_COLUMNS}, size)
     return arms, reasons
 
@@ -150,10 +143,9 @@ def harmonise(sheets: Sheets) -> tuple[Table, Table]:
     kept = [i for i, r in enumerate(reasons) if r is None]
     arms = arms.take(kept)
     confidence = {s["study_id"]: s.get("extraction_confidence") for s in sheets.studies}
-    conf = arms["extraction_confidence"]
-    for i, (value, sid) in enumerate(zip(conf, arms["study_id"], strict=True)):
-        if not value:
-            conf[i] = confidence.get(sid)
+    arms.columns["extraction_confidence"] = [
+        value or confidence.get(sid) for value, sid in zip(arms["extraction_confidence"], arms["study_id"], strict=True)
+    ]
     contrasts = sheets.contrasts
     con_reasons = [
         Reason(f"unusable as extracted: {r['unusable_reason']}", "unusable_reason") if r.get("unusable_reason") else ""

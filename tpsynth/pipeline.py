@@ -358,6 +358,29 @@ def _dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False)
 
 
+def _column_json(values: list) -> str:
+    """``_dumps(values)`` of one column, each distinct value encoded once (columns repeat their codes, ids and
+    rounded numbers). Values are told apart by type too (``1``, ``1.0`` and ``True`` are equal as keys but
+    encoded differently); a column holding unhashable values, or a float zero (``0.0 == -0.0``), is encoded
+    whole."""
+    if values and (values[0] is None or type(values[0]) is str) and values.count(values[0]) == len(values):
+        return "[" + ",".join([_dumps(values[0])] * len(values)) + "]"  # one value all down (often None)
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    keys = values if len(kinds) <= 1 and kinds <= {str, float, int, bool} else list(zip(map(type, values), values, strict=True))
+    try:
+        text = dict.fromkeys(keys)
+    except TypeError:
+        return _dumps(values)
+    if float in kinds and ((float, 0.0) if keys is not values else 0.0) in text:
+        return _dumps(values)  # 0.0 and -0.0 are one key but encoded differently
+    if len(text) * 4 > len(values):
+        return _dumps(values)  # mostly distinct values (line numbers): one call encodes them faster
+    for key in text:
+        text[key] = _dumps(key if keys is values else key[1])
+    return "[" + ",".join(map(text.__getitem__, keys)) + "]"
+
+
 def _table_chunks(rows):
     """JSON text of a row table (a list of row dicts or a :class:`~tpsynth.columns.Table`), by columns, in
     pieces of one column each (see :data:`TABLES`)."""
@@ -365,7 +388,7 @@ def _table_chunks(rows):
         names = sorted(rows.columns) if rows else []  # no rows: as an empty list of rows
         yield '{"columns":{'
         for i, name in enumerate(names):
-            yield ("," if i else "") + _dumps(name) + ":" + _dumps(rows[name])
+            yield ("," if i else "") + _dumps(name) + ":" + _column_json(rows[name])
         yield '},"length":' + str(len(rows)) + "}"
         return
     names = sorted(rows[0]) if rows else []

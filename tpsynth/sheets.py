@@ -174,12 +174,12 @@ class CsvFile:
         if b"\x00" in data[:4096]:
             raise NotCSVError("not a CSV text file: it contains binary (NUL) bytes")
         try:
-            self.text = data.decode("utf-8-sig")
+            data.decode("utf-8-sig")  # the whole file is checked here; the readers decode it piece by piece
         except UnicodeDecodeError as err:
             line = data[: err.start].count(b"\n") + 1
             raise NotCSVError(f"not UTF-8 text (undecodable byte on line {line}); save the file as 'CSV UTF-8'") from None
-        del data
-        self._reader = csv.reader(io.StringIO(self.text, newline=""), strict=True)
+        self.data = data
+        self._reader = self._csv_reader()
         self.header: list[str] = []
         self._start = 1  # line of the first data row
         try:
@@ -189,6 +189,12 @@ class CsvFile:
                 break
         except csv.Error as err:
             raise _csv_error(self._reader, err) from None
+
+    def _csv_reader(self):
+        """Python's csv reader (strict) over the file's text from its start. The text is decoded as read (a
+        str of the whole file, or a StringIO, would hold it at 1-4 bytes a character)."""
+        text = io.TextIOWrapper(io.BytesIO(self.data), encoding="utf-8-sig", newline="")
+        return csv.reader(text, strict=True)
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         """The non-blank data rows as (line, fields), parsed as they are consumed."""
@@ -213,7 +219,7 @@ class CsvFile:
         instead (same result, at Python speed).
         """
         nh = len(self.header)
-        if self._start == 2 and "\x00" not in self.text:
+        if self._start == 2 and b"\x00" not in self.data:
             reader = self._reader
             n = 0
             odd = []
@@ -229,7 +235,7 @@ class CsvFile:
                 got = self._c_columns(n)
                 if got is not None:
                     return got
-            self._reader = csv.reader(io.StringIO(self.text, newline=""), strict=True)
+            self._reader = self._csv_reader()
             next(self._reader)  # the header, read before
         return self._row_columns()
 
@@ -244,7 +250,7 @@ class CsvFile:
         parts: list[list[np.ndarray]] = [[] for _ in range(nh)]
         got = 0
         chunks = pd.read_csv(
-            io.StringIO(self.text), header=None, names=list(range(nh)), index_col=False, skiprows=1, dtype=object,
+            io.BytesIO(self.data), encoding="utf-8", header=None, names=list(range(nh)), index_col=False, skiprows=1, dtype=object,
             na_filter=False, keep_default_na=False, skip_blank_lines=False, chunksize=CHUNK_ROWS, engine="c",
         )  # fmt: skip
         with chunks:

@@ -142,7 +142,11 @@ def _column_text(values: list) -> list[str]:
     ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted each
     time it occurs; a column holding unhashable values (lists) is formatted cell by cell.
     """
+    if values and (values[0] is None or type(values[0]) is str) and values.count(values[0]) == len(values):
+        return [excel_safe(cell(values[0]))] * len(values)  # one value all down the column (often None)
     kinds = set(map(type, values))
+    if kinds == {int} and min(values) >= 0:  # e.g. line numbers: digits, never a formula
+        return list(map(str, values))
     kinds.discard(type(None))
     if len(kinds) <= 1 and kinds <= {str, float, int, bool}:  # one type (and None): the values are the keys
         text = dict.fromkeys(values)

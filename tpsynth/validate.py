@@ -363,6 +363,9 @@ def _fmt(x) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+FIVE = ("min", "q1", "median", "q3", "max")
+
+
 def _present(values: list):
     """Which cells of a column hold a value (not None), as a numpy mask."""
     import numpy as np
@@ -448,14 +451,12 @@ def _check_outcomes(path: str, t: Table, problems: list[Problem]) -> None:
     skip = np.fromiter((bool(v) for v in col["unusable_reason"]), dtype=bool, count=len(t))
     if "_invalid" in t:
         skip |= _present(col["_invalid"])
-    emit(~skip & (usable_kinds(t) == ""), "unusable_reason", lambda i: (
+    emit(~skip & (usable_kinds(t, num) == ""), "unusable_reason", lambda i: (
         "no usable set of statistics (n with mean and sd, se or ci_low+ci_high; n with median and "
         "q1+q3 and/or min+max; or n with events) and no unusable_reason given"
     ))  # fmt: skip
     problems.extend(found)
 
-
-FIVE = ("min", "q1", "median", "q3", "max")
 
 
 def _spread_message(row: dict, column: str, bounds: tuple) -> str:
@@ -473,11 +474,22 @@ def _spread_message(row: dict, column: str, bounds: tuple) -> str:
             f"(found {_fmt(row[column])}); check the scale and the cell")  # fmt: skip
 
 
-def usable_kinds(t: Table):
-    """:func:`usable_statistics` of every row of ``t``, as a numpy array of str ("" where None)."""
+#: The columns that decide which set of statistics a row has (:func:`usable_kinds`).
+STATISTICS = ("n", "events", "mean", "sd", "se", "ci_low", "ci_high", *FIVE)
+
+
+def usable_kinds(t: Table, numbers: dict | None = None):
+    """Which set of statistics each row of ``t`` can be analysed from, as a numpy array of str: ``"events"``
+    (n and events), ``"mean_sd"``, ``"mean_se"``, ``"mean_ci"`` (n, mean and sd, se or ci_low+ci_high),
+    ``"fivenum"`` (n, median and q1+q3 and/or min+max), tried in this order; ``""`` when none.
+
+    ``numbers``: the :data:`STATISTICS` columns as float arrays (``t.floats``), when already made.
+    """
     import numpy as np
 
-    has = {c: _present(t.get(c)) for c in ("n", "events", "mean", "sd", "se", "ci_low", "ci_high", *FIVE)}
+    if numbers is None:
+        numbers = {c: t.floats(c) for c in STATISTICS}
+    has = {c: ~np.isnan(numbers[c]) for c in STATISTICS}
     kinds = np.full(len(t), "", dtype=object)
     left = has["n"].copy()
     for kind, mask in (
@@ -491,14 +503,6 @@ def usable_kinds(t: Table):
         kinds[now] = kind
         left &= ~now
     return kinds
-
-
-def usable_statistics(row: dict) -> str | None:
-    """Name the set of statistics a row can be analysed from, or None.
-
-    Returns one of ``"mean_sd"``, ``"mean_se"``, ``"mean_ci"``, ``"fivenum"``, ``"events"``.
-    """
-    return usable_kinds(Table.from_rows([row], names=list(row))).tolist()[0] or None
 
 
 def _check_duplicate_rows(path: str, t: Table, problems: list[Problem]) -> None:
