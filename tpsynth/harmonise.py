@@ -141,7 +141,8 @@ def harmonise(sheets: Sheets) -> tuple[Table, Table]:
     t = sheets.outcomes
     arms, reasons = harmonise_outcomes(t)
     kept = [i for i, r in enumerate(reasons) if r is None]
-    arms = arms.take(kept)
+    if len(kept) < len(t):  # (every row kept: the arms share the outcome rows' column lists)
+        arms = arms.take(kept)
     confidence = {s["study_id"]: s.get("extraction_confidence") for s in sheets.studies}
     arms.columns["extraction_confidence"] = [
         value or confidence.get(sid) for value, sid in zip(arms["extraction_confidence"], arms["study_id"], strict=True)

@@ -365,15 +365,19 @@ def _column_json(values: list) -> str:
     whole."""
     if values and (values[0] is None or type(values[0]) is str) and values.count(values[0]) == len(values):
         return "[" + ",".join([_dumps(values[0])] * len(values)) + "]"  # one value all down (often None)
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    keys = values if len(kinds) <= 1 and kinds <= {str, float, int, bool} else list(zip(map(type, values), values, strict=True))
     try:
-        text = dict.fromkeys(keys)
+        text = dict.fromkeys(values)
     except TypeError:
         return _dumps(values)
-    if float in kinds and ((float, 0.0) if keys is not values else 0.0) in text:
-        return _dumps(values)  # 0.0 and -0.0 are one key but encoded differently
+    keys = values
+    if any(isinstance(key, (int, float)) for key in text):  # numbers: 1, 1.0 and True are one key
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if not (len(kinds) == 1 and kinds <= {float, int, bool}):
+            keys = list(zip(map(type, values), values, strict=True))
+            text = dict.fromkeys(keys)
+        if 0.0 in values and float in kinds:
+            return _dumps(values)  # 0.0 and -0.0 are one key but encoded differently
     if len(text) * 4 > len(values):
         return _dumps(values)  # mostly distinct values (line numbers): one call encodes them faster
     for key in text:

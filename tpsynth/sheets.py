@@ -220,18 +220,26 @@ class CsvFile:
         """
         nh = len(self.header)
         if self._start == 2 and b"\x00" not in self.data:
+            import numpy as np
+
             reader = self._reader
-            n = 0
-            odd = []
             try:
-                for fields in reader:
-                    if len(fields) != nh:
-                        odd.append(fields)
-                    n += 1
+                widths = np.fromiter(map(len, reader), dtype=np.int64)  # fields of each record, at C speed
             except csv.Error as err:
                 raise _csv_error(reader, err) from None
+            n = len(widths)
+            odd = np.flatnonzero(widths != nh)
+            if (widths[odd] > 0).any():  # a row of another width, unless an empty line: are they blank?
+                reader = self._csv_reader()
+                rows = dict.fromkeys((odd + 1).tolist())  # record numbers (the header is 0)
+                for i, fields in enumerate(reader):
+                    if i in rows:
+                        rows[i] = fields
+                odd_rows = list(rows.values())
+            else:
+                odd_rows = [[]] * len(odd)
             # blank rows of fewer fields are fine (the C reader pads them); others are not
-            if reader.line_num == n + 1 and all(len(f) < nh and not any(x.strip() for x in f) for f in odd):
+            if reader.line_num == n + 1 and all(len(f) < nh and not any(x.strip() for x in f) for f in odd_rows):
                 got = self._c_columns(n)
                 if got is not None:
                     return got

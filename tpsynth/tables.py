@@ -7,7 +7,6 @@ rows in a fixed order, so the same input gives byte-identical files.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -123,15 +122,14 @@ def write_csv(path: str | Path, columns: list[str], rows) -> None:
     Text cells pass through :func:`excel_safe` (no cell runs as a spreadsheet formula); read the files
     back with :func:`read_csv`.
     """
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([excel_safe(c) for c in columns])
     if hasattr(rows, "columns"):  # a Table: its columns as they are
         cells = [_column_text(rows.get(c)) for c in columns]
     else:
         cells = [_column_text([r.get(c) for r in rows]) for c in columns]
-    w.writerows(zip(*cells, strict=True))
-    write_text(path, buf.getvalue())
+    with replace_atomically(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:  # no copy of the text
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow([excel_safe(c) for c in columns])
+        w.writerows(zip(*cells, strict=True))
 
 
 def _column_text(values: list) -> list[str]:
@@ -144,12 +142,19 @@ def _column_text(values: list) -> list[str]:
     """
     if values and (values[0] is None or type(values[0]) is str) and values.count(values[0]) == len(values):
         return [excel_safe(cell(values[0]))] * len(values)  # one value all down the column (often None)
-    kinds = set(map(type, values))
-    if kinds == {int} and min(values) >= 0:  # e.g. line numbers: digits, never a formula
-        return list(map(str, values))
-    kinds.discard(type(None))
-    if len(kinds) <= 1 and kinds <= {str, float, int, bool}:  # one type (and None): the values are the keys
+    if values and type(values[0]) is int and set(map(type, values)) == {int} and min(values) >= 0:
+        return list(map(str, values))  # e.g. line numbers: digits, never a formula
+    try:
         text = dict.fromkeys(values)
+    except TypeError:  # a list (e.g. notes) is not hashable
+        return [excel_safe(cell(x)) for x in values]
+    if not any(isinstance(key, (int, float)) for key in text):  # text and None: no two types equal as keys
+        for key in text:
+            text[key] = excel_safe(cell(key))
+        return list(map(text.__getitem__, values))
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if len(kinds) <= 1 and kinds <= {float, int, bool}:  # one type (and None): the values are the keys
         for key in text:
             text[key] = excel_safe(cell(key))
         return list(map(text.__getitem__, values))
