@@ -148,11 +148,14 @@ def test_report_shows_the_original_text(hostile_run):
     [None] * 5, ["same"] * 5, [0, 1, 2, 10**16, 7], [3, -1, 2], [3, None, 2], [True, 1, 1.0, None, "1"],
     [1.5, 2.5, 1.5, -0.0, 0.0], ["=x", "=x", "a"], [],
 ])  # fmt: skip
-def test_write_csv_of_a_table_equals_write_csv_of_its_rows(tmp_path, column):
-    """A Table is written from its columns (constant columns and non-negative integers formatted at once):
-    the same bytes as its rows."""
+@pytest.mark.parametrize("block", [2, 200_000])
+def test_write_csv_of_a_table_equals_write_csv_of_its_rows(tmp_path, monkeypatch, column, block):
+    """A Table is written from its columns (constant columns and non-negative integers formatted at once),
+    a block of rows at a time: the same bytes as its rows."""
+    from tpsynth import tables
     from tpsynth.columns import Table
 
+    monkeypatch.setattr(tables, "CSV_BLOCK", block)
     table = Table({"x": column, "y": [f"r{i}" for i in range(len(column))]})
     write_csv(tmp_path / "t.csv", ["y", "x"], table)
     write_csv(tmp_path / "r.csv", ["y", "x"], table.rows())

@@ -164,3 +164,31 @@ def test_field_count_and_csv_errors_keep_their_messages(tmp_path):
     assert _problems(tmp_path, "\n".join([lines[0], lines[1], '"x"y,' + lines[2]]) + "\n") == [
         f"{tmp_path / 'outcomes.csv'}:1: not valid CSV near line 3: ',' expected after '\"'"
     ]
+
+
+def _csv_widths(data: bytes) -> list[int]:
+    return [len(r) for r in csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=""), strict=True)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("block", [1, 7, 1 << 24])
+def test_field_counts_of_unquoted_text_equal_csv(seed, block):
+    """Without quotes, csv's fields per record are the commas of each line plus one (none on an empty line),
+    lines ending at \\n, \\r\\n or a lone \\r: counted by numpy in blocks of lines."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = [",", "a", " ", "\r", "\n", "\r\n", "\u00e9", "x,y", ",,"]
+    data = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 60))).encode("utf-8")
+    assert sheets_mod._unquoted_widths(data, block).tolist() == _csv_widths(data)
+
+
+def test_a_line_longer_than_csvs_field_limit_is_left_to_csv(tmp_path):
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(20)
+        assert sheets_mod._unquoted_widths(b"a,b\n" + b"x" * 30 + b",1\n") is None
+        text = "a,b\n1,2\n" + "x" * 30 + ",1\n"
+        assert read(tmp_path, text) == reference(text) == "not valid CSV near line 3: field larger than field limit (20)"
+    finally:
+        csv.field_size_limit(limit)

@@ -131,13 +131,11 @@ def harmonise_outcomes(outcomes: Table) -> tuple[Table, list]:
     return arms, reasons
 
 
-def harmonise(sheets: Sheets) -> tuple[Table, Table]:
-    """Harmonise every outcome row; return (arms, flow), both :class:`~tpsynth.columns.Table`.
-
-    ``arms`` has :data:`ARM_COLUMNS`, one row per analysable outcome row, in the sheet's order; an arm
-    without ``extraction_confidence`` takes its study's. ``flow`` has :data:`FLOW_COLUMNS`, one row per
-    raw row (outcome rows, then contrast rows): its state (``analysable`` or ``excluded``) and reason.
-    """
+def harmonise_rows(sheets: Sheets) -> tuple[Table, list, list]:
+    """The arms of the analysable outcome rows (:data:`ARM_COLUMNS`, in the sheet's order; an arm without
+    ``extraction_confidence`` takes its study's), and why each outcome row and each contrast row is
+    excluded (a :class:`~tpsynth.validate.Reason`; None for an outcome row, "" for a contrast row that is
+    analysable)."""
     t = sheets.outcomes
     arms, reasons = harmonise_outcomes(t)
     kept = [i for i, r in enumerate(reasons) if r is None]
@@ -147,11 +145,21 @@ def harmonise(sheets: Sheets) -> tuple[Table, Table]:
     arms.columns["extraction_confidence"] = [
         value or confidence.get(sid) for value, sid in zip(arms["extraction_confidence"], arms["study_id"], strict=True)
     ]
-    contrasts = sheets.contrasts
     con_reasons = [
         Reason(f"unusable as extracted: {r['unusable_reason']}", "unusable_reason") if r.get("unusable_reason") else ""
-        for r in contrasts
+        for r in sheets.contrasts
     ]
+    return arms, reasons, con_reasons
+
+
+def harmonise(sheets: Sheets) -> tuple[Table, Table]:
+    """Harmonise every outcome row; return (arms, flow), both :class:`~tpsynth.columns.Table`.
+
+    ``arms`` as :func:`harmonise_rows` gives them. ``flow`` has :data:`FLOW_COLUMNS`, one row per raw row
+    (outcome rows, then contrast rows): its state (``analysable`` or ``excluded``) and reason.
+    """
+    t, contrasts = sheets.outcomes, sheets.contrasts
+    arms, reasons, con_reasons = harmonise_rows(sheets)
     flow = Table({
         "sheet": ["outcomes"] * len(t) + ["contrasts"] * len(contrasts),
         "line": t["_line"] + [r["_line"] for r in contrasts],

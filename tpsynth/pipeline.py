@@ -324,7 +324,7 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
     arms = _of_outcome(evidence["arms"], outcome)
     rows = evidence["outcomes"]
     if isinstance(rows, Table):
-        ids = {sid for sid, out in zip(rows["study_id"], rows["outcome"], strict=True) if out == outcome}
+        ids = set(map(rows["study_id"].__getitem__, _rows_of(rows, outcome))) if rows else set()
     else:
         ids = {r["study_id"] for r in rows if r["outcome"] == outcome}
     ids |= {r["study_id"] for r in cons}
@@ -348,8 +348,17 @@ def evidence_slice(config: dict, evidence: dict, analysis_id: str) -> dict:
 def _of_outcome(table, outcome: str):
     """The rows of ``table`` (a :class:`~tpsynth.columns.Table` or a list of row dicts) of ``outcome``."""
     if isinstance(table, Table):
-        return table.take([i for i, out in enumerate(table["outcome"]) if out == outcome])
+        return table.take(_rows_of(table, outcome))
     return [r for r in table if r["outcome"] == outcome]
+
+
+def _rows_of(table: Table, outcome: str) -> list[int]:
+    """The indices of the rows of ``table`` whose ``outcome`` is ``outcome``."""
+    import numpy as np
+
+    if not table:
+        return []
+    return np.flatnonzero(np.asarray(table["outcome"], dtype=object) == outcome).tolist()
 
 
 def _dumps(obj) -> str:

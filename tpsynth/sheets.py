@@ -145,6 +145,42 @@ def _read_regular_file(path: str | Path) -> bytes:
     return data
 
 
+def _unquoted_widths(data: bytes, block: int = 1 << 24):
+    """The number of fields Python's csv module reads on each line of ``data``, a CSV text without quote
+    characters and NUL bytes (0 for an empty line, else its commas plus one), or None when a line is longer
+    than csv's field size limit (the csv module reads such a file, to report it).
+
+    Lines end as csv with ``newline=""`` reads them: at ``\\n``, ``\\r\\n`` or a ``\\r`` alone. These bytes
+    and commas never occur inside a UTF-8 multibyte character.
+    """
+    import numpy as np
+
+    arr = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    cr = np.flatnonzero(arr == 13)
+    if cr.size:  # a \r not followed by \n ends a line too
+        lone = cr[(cr + 1 >= arr.size) | (arr[np.minimum(cr + 1, arr.size - 1)] != 10)]
+        if lone.size:
+            ends = np.union1d(ends, lone)
+    if not arr.size or ends.size == 0 or ends[-1] != arr.size - 1:
+        ends = np.append(ends, arr.size)  # a last line without a line end
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    length = ends - starts
+    if length.size and length.max() > csv.field_size_limit():
+        return None
+    empty = (length == 0) | ((length == 1) & (arr[np.maximum(ends - 1, 0)] == 13))
+    commas = np.zeros(ends.size, dtype=np.int64)
+    first = 0
+    while first < ends.size:  # a block of lines at a time: the comma positions of ~16 MB of text
+        last = int(np.searchsorted(ends, starts[first] + block, side="right")) or first + 1
+        last = max(last, first + 1)
+        lo, hi = int(starts[first]), int(min(ends[last - 1] + 1, arr.size))
+        where = np.flatnonzero(arr[lo:hi] == 44) + lo
+        commas[first:last] = np.bincount(np.searchsorted(ends[first:last], where), minlength=last - first)
+        first = last
+    return np.where(empty, 0, commas + 1)
+
+
 def _csv_error(reader, err: csv.Error) -> NotCSVError:
     return NotCSVError(f"not valid CSV near line {reader.line_num}: {err}")
 
@@ -213,7 +249,9 @@ class CsvFile:
 
         Python's ``csv`` module (strict) reads the whole file first, keeping nothing: it finds CSV
         errors exactly as :meth:`rows` does and tells whether every record is one line with the
-        header's number of fields. Then pandas' C reader splits the same text by columns, and row
+        header's number of fields (a file without a quote character needs no such pass: every line is a
+        record, no CSV error can occur, and its fields are its commas plus one, counted by numpy, see
+        :func:`_unquoted_widths`). Then pandas' C reader splits the same text by columns, and row
         ``i`` is line ``i + 2``. A file with a record spanning lines (a quoted line break), a row of
         another number of fields, a header not on line 1 or a NUL character is read by :meth:`rows`
         instead (same result, at Python speed).
@@ -222,24 +260,28 @@ class CsvFile:
         if self._start == 2 and b"\x00" not in self.data:
             import numpy as np
 
-            reader = self._reader
-            try:
-                widths = np.fromiter(map(len, reader), dtype=np.int64)  # fields of each record, at C speed
-            except csv.Error as err:
-                raise _csv_error(reader, err) from None
+            widths = _unquoted_widths(self.data) if b'"' not in self.data else None
+            if widths is not None:  # no quotes: every line is a record, and no CSV error is possible
+                widths, one_line_each = widths[1:], True
+            else:
+                reader = self._reader
+                try:
+                    widths = np.fromiter(map(len, reader), dtype=np.int64)  # fields of each record, at C speed
+                except csv.Error as err:
+                    raise _csv_error(reader, err) from None
+                one_line_each = reader.line_num == len(widths) + 1
             n = len(widths)
             odd = np.flatnonzero(widths != nh)
             if (widths[odd] > 0).any():  # a row of another width, unless an empty line: are they blank?
-                reader = self._csv_reader()
                 rows = dict.fromkeys((odd + 1).tolist())  # record numbers (the header is 0)
-                for i, fields in enumerate(reader):
+                for i, fields in enumerate(self._csv_reader()):
                     if i in rows:
                         rows[i] = fields
                 odd_rows = list(rows.values())
             else:
                 odd_rows = [[]] * len(odd)
             # blank rows of fewer fields are fine (the C reader pads them); others are not
-            if reader.line_num == n + 1 and all(len(f) < nh and not any(x.strip() for x in f) for f in odd_rows):
+            if one_line_each and all(len(f) < nh and not any(x.strip() for x in f) for f in odd_rows):
                 got = self._c_columns(n)
                 if got is not None:
                     return got

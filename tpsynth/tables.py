@@ -115,6 +115,10 @@ def excel_unsafe(text: str) -> str:
     return text
 
 
+#: Rows whose cells' text :func:`write_csv` holds at a time.
+CSV_BLOCK = 200_000
+
+
 def write_csv(path: str | Path, columns: list[str], rows) -> None:
     """Write ``rows`` (dicts, or a :class:`tpsynth.columns.Table`) with exactly ``columns``, LF line endings,
     UTF-8, atomically.
@@ -123,13 +127,15 @@ def write_csv(path: str | Path, columns: list[str], rows) -> None:
     back with :func:`read_csv`.
     """
     if hasattr(rows, "columns"):  # a Table: its columns as they are
-        cells = [_column_text(rows.get(c)) for c in columns]
+        values = [rows.get(c) for c in columns]
     else:
-        cells = [_column_text([r.get(c) for r in rows]) for c in columns]
+        values = [[r.get(c) for r in rows] for c in columns]
     with replace_atomically(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:  # no copy of the text
         w = csv.writer(fh, lineterminator="\n")
         w.writerow([excel_safe(c) for c in columns])
-        w.writerows(zip(*cells, strict=True))
+        for start in range(0, len(values[0]) if values else 0, CSV_BLOCK):  # the cells' text of a block at a time
+            cells = [_column_text(v[start : start + CSV_BLOCK]) for v in values]
+            w.writerows(zip(*cells, strict=True))
 
 
 def _column_text(values: list) -> list[str]:

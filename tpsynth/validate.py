@@ -768,19 +768,23 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
     row and reason, naming every analysis concerned.
     """
     from .config import analysis_settings
-    from .harmonise import harmonise
+    from .harmonise import harmonise_rows
     from .study_effects import data_exclusions
 
     paths = {"outcomes": sheets.paths.get("outcomes", "outcomes.csv"), "contrasts": sheets.paths.get("contrasts", "contrasts.csv")}
     outcomes = sheets.outcomes
-    arms, ingest = harmonise(sheets)
+    arms, reasons, con_reasons = harmonise_rows(sheets)
     # only the excluded rows are looked at (a few, among up to millions): their reasons and cells
-    excluded = [i for i, state in enumerate(ingest["state"]) if state == "excluded"]
-    ingest_reason = {(ingest["sheet"][i], ingest["line"][i]): ingest["reason"][i] for i in excluded}
-    by_line = {("outcomes", outcomes["_line"][i]): outcomes.row(i) for i in excluded if i < len(outcomes)}
-    by_line.update({("contrasts", r["_line"]): r for i in excluded if i >= len(outcomes)
-                    for r in [sheets.contrasts[i - len(outcomes)]]})  # fmt: skip
-    del ingest  # one entry per row: not kept while the analyses' study effects are built
+    ingest_reason, by_line = {}, {}
+    for i, reason in enumerate(reasons):
+        if reason is not None:
+            key = ("outcomes", outcomes["_line"][i])
+            ingest_reason[key], by_line[key] = reason, outcomes.row(i)
+    for row, reason in zip(sheets.contrasts, con_reasons, strict=True):
+        if reason:
+            key = ("contrasts", row["_line"])
+            ingest_reason[key], by_line[key] = reason, row
+    del reasons
     studies = {s["study_id"]: s for s in sheets.studies}
     usable_contrasts = [r for r in sheets.contrasts if not r.get("unusable_reason")]
     # which interventions each study has rows of, per outcome, for the studies and outcomes of excluded rows
