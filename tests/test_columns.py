@@ -44,3 +44,13 @@ def test_lengths_checked_and_empty_tables():
 def test_equality():
     assert Table({"a": [1]}) == Table.from_rows([{"a": 1}])
     assert Table({"a": [1]}) != Table({"a": [2]})
+
+
+def test_a_tuple_column_is_kept_read_only_and_equal_to_its_list():
+    shared = (None,) * 3
+    t = Table({"a": [1, 2, 3], "b": shared, "c": shared})
+    assert t["b"] is shared and t == Table({"a": [1, 2, 3], "b": [None] * 3, "c": [None] * 3})
+    assert t.take([2, 0]).columns == {"a": [3, 1], "b": [None, None], "c": [None, None]}
+    assert t.rows()[1] == {"a": 2, "b": None, "c": None}
+    with pytest.raises(TypeError):
+        t["b"][0] = 1  # cannot change every absent column at once by mistake

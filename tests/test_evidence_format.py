@@ -184,3 +184,17 @@ def test_column_json_equals_json_of_the_list(values):
 def test_column_json_refuses_nan():
     with pytest.raises(ValueError):
         pipeline._column_json([1.0, float("nan")])
+
+
+def test_columns_shared_by_tables_are_written_as_copies_would_be():
+    from tpsynth.columns import Table
+
+    ids, none = ["a", "b", "a"], (None,) * 3
+    obj = {"format": pipeline.EVIDENCE_FORMAT, "arms": Table({"study_id": ids, "x": none}),
+           "outcomes": Table({"study_id": ids, "y": none, "z": none, "w": [1.5, 0.0, -0.0]}),
+           "flow": Table({"study_id": ids})}  # fmt: skip
+    copies = {k: (Table({c: list(v) for c, v in t.columns.items()}) if isinstance(t, Table) else t)
+              for k, t in obj.items()}  # fmt: skip
+    assert pipeline._json_text(obj) == pipeline._json_text(copies) == pipeline._json_text(
+        {k: (t.rows() if isinstance(t, Table) else t) for k, t in obj.items()}
+    )

@@ -17,7 +17,9 @@ from operator import itemgetter
 class Table:
     """Rows stored by columns: ``columns`` maps each name to a list of one value per row.
 
-    Every column has the same length. Values are plain Python objects (str, int, float, bool, None), as
+    A column may be a tuple instead: read-only, e.g. one tuple of None shared by every column a sheet
+    leaves out (a column is changed in place only where its table was made as a list). Every column has
+    the same length. Values are plain Python objects (str, int, float, bool, None), as
     the rows of JSON or a validated sheet hold them.
 
     Examples
@@ -33,7 +35,7 @@ class Table:
 
     def __init__(self, columns: Mapping[str, Sequence], length: int | None = None):
         self.columns = {
-            name: values if isinstance(values, list) else list(values) for name, values in columns.items()
+            name: values if isinstance(values, list | tuple) else list(values) for name, values in columns.items()
         }
         lengths = {len(v) for v in self.columns.values()}
         if length is None:
@@ -66,7 +68,10 @@ class Table:
         return self.columns[name]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Table) and self.length == other.length and self.columns == other.columns
+        return (
+            isinstance(other, Table) and self.length == other.length and self.names == other.names
+            and all(list(v) == list(other.columns[k]) for k, v in self.columns.items())
+        )  # fmt: skip
 
     __hash__ = None  # mutable
 

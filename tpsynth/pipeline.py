@@ -23,6 +23,7 @@ import re
 import sys
 import time
 import traceback
+from collections import Counter
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -394,14 +395,24 @@ def _column_json(values: list) -> str:
     return "[" + ",".join(map(text.__getitem__, keys)) + "]"
 
 
-def _table_chunks(rows):
+def _table_chunks(rows, shared: dict | None = None):
     """JSON text of a row table (a list of row dicts or a :class:`~tpsynth.columns.Table`), by columns, in
-    pieces of one column each (see :data:`TABLES`)."""
+    pieces of one column each (see :data:`TABLES`). ``shared``: the id of a column list held by several
+    tables -> [tables left to write it, its text once encoded] (the arms share the outcome rows' columns)."""
     if isinstance(rows, Table):
         names = sorted(rows.columns) if rows else []  # no rows: as an empty list of rows
         yield '{"columns":{'
         for i, name in enumerate(names):
-            yield ("," if i else "") + _dumps(name) + ":" + _column_json(rows[name])
+            values = rows[name]
+            entry = (shared or {}).get(id(values))
+            if entry is None:
+                text = _column_json(values)
+            else:
+                entry[0] -= 1
+                text = entry[1] = entry[1] or _column_json(values)
+                if not entry[0]:
+                    del shared[id(values)]
+            yield ("," if i else "") + _dumps(name) + ":" + text
         yield '},"length":' + str(len(rows)) + "}"
         return
     names = sorted(rows[0]) if rows else []
@@ -425,10 +436,12 @@ def _json_chunks(obj: dict):
     :data:`TABLES` by columns) in pieces, so that a large file is written without its whole text in memory."""
     yield "{"
     keys = [k for k in HEAD if k in obj] + sorted(k for k in obj if k not in HEAD)
+    lists = Counter(id(v) for k in TABLES if isinstance(obj.get(k), Table) and obj[k] for v in obj[k].columns.values())
+    shared = {i: [count, None] for i, count in lists.items() if count > 1}
     for i, key in enumerate(keys):
         yield ("," if i else "") + _dumps(key) + ":"
-        if key in TABLES and isinstance(obj[key], (list, Table)):
-            yield from _table_chunks(obj[key])
+        if key in TABLES and isinstance(obj[key], list | Table):
+            yield from _table_chunks(obj[key], shared)
         else:
             yield _dumps(obj[key])
     yield "}\n"

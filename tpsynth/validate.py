@@ -259,6 +259,7 @@ def _typed_table(path: str, spec: SheetSpec, raw: RawColumns, problems: list[Pro
     """Type-check the columns of a sheet whose header is valid; append problems; return the typed rows.
 
     Each distinct text of a column is typed once (:func:`_cell_value`); the rows share the value objects.
+    A column the sheet leaves out holds its default in every row: one tuple shared by all such columns.
     Problems come in the order of a row-by-row reading: by line, then the cells in header order, then
     the required values in the schema's order.
     """
@@ -285,9 +286,10 @@ def _typed_table(path: str, spec: SheetSpec, raw: RawColumns, problems: list[Pro
             rows = np.flatnonzero(np.isin(codes, errors))
             invalid[rows] = True
             found.extend(Problem(path, line_list[i], col, typed[codes[i]][1]) for i in rows.tolist())
+    absent: dict = {}  # default -> one tuple for every column absent from the sheet (read-only, shared)
     for col, cspec in spec.columns.items():
         if col not in columns:
-            columns[col] = [cspec.default] * n
+            columns[col] = absent.get(cspec.default) or absent.setdefault(cspec.default, (cspec.default,) * n)
         elif cspec.required and not cspec.may_be_empty:
             empty = blank[col]
             cond = cspec.may_be_empty_if
@@ -826,6 +828,7 @@ def exclusion_warnings(sheets: Sheets, config: dict) -> list[Problem]:
             column = getattr(f["reason"], "column", None)
             if f["state"] == "not_used" and column:
                 add((f["sheet"], f["line"]), column, f["reason"], aid)
+        del flow  # not held while the next analysis's are found
     found.update(_network_exclusions(config, arms, ingest_reason, by_line, arms_of, usable_contrasts, studies, found))
     warnings = []
     for ((sheet, line), column, reason), aids in found.items():
