@@ -138,13 +138,16 @@ def harmonise_rows(sheets: Sheets) -> tuple[Table, list, list]:
     analysable)."""
     t = sheets.outcomes
     arms, reasons = harmonise_outcomes(t)
-    kept = [i for i, r in enumerate(reasons) if r is None]
-    if len(kept) < len(t):  # (every row kept: the arms share the outcome rows' column lists)
-        arms = arms.take(kept)
+    if reasons.count(None) < len(t):  # (every row kept: the arms share the outcome rows' column lists)
+        arms = arms.take([i for i, r in enumerate(reasons) if r is None])
     confidence = {s["study_id"]: s.get("extraction_confidence") for s in sheets.studies}
-    arms.columns["extraction_confidence"] = [
-        value or confidence.get(sid) for value, sid in zip(arms["extraction_confidence"], arms["study_id"], strict=True)
-    ]
+    given = arms["extraction_confidence"]
+    if given.count(None) == len(given):  # none given by row: each arm takes its study's
+        arms.columns["extraction_confidence"] = list(map(confidence.get, arms["study_id"]))
+    else:
+        arms.columns["extraction_confidence"] = [
+            value or confidence.get(sid) for value, sid in zip(given, arms["study_id"], strict=True)
+        ]
     con_reasons = [
         Reason(f"unusable as extracted: {r['unusable_reason']}", "unusable_reason") if r.get("unusable_reason") else ""
         for r in sheets.contrasts

@@ -146,7 +146,9 @@ def _column_text(values: list) -> list[str]:
     ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted each
     time it occurs; a column holding unhashable values (lists) is formatted cell by cell.
     """
-    if values and (values[0] is None or type(values[0]) is str) and values.count(values[0]) == len(values):
+    if values and (values[0] is None or type(values[0]) is str) and values[-1] == values[0] and (
+        values.count(values[0]) == len(values)
+    ):
         return [excel_safe(cell(values[0]))] * len(values)  # one value all down the column (often None)
     if values and type(values[0]) is int and set(map(type, values)) == {int} and min(values) >= 0:
         return list(map(str, values))  # e.g. line numbers: digits, never a formula
