@@ -23,6 +23,7 @@ import time
 
 CHILD = """
 import sys, time
+import numpy as np
 from tpsynth import meta_analysis, pooling, subset_fits
 k, method, ci, exact = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 rng = np.random.default_rng(14)

@@ -131,14 +131,29 @@ def test_equal_to_exact_refits_at_k_3000():
         assert fast["n_exact"] <= subset_fits.SMALL_K
 
 
-def test_fisher_scoring_that_does_not_converge_is_refitted_exactly(monkeypatch):
-    """Where the replicated Fisher scoring path stops early, the engine refits (with its half steps
-    and DL fallback), so results and flags still equal the exact refits."""
-    y, v = _data("heterogeneous", 80)
-    monkeypatch.setattr(subset_fits, "FS_MAXITER", 1)
+@pytest.mark.parametrize("method", ["REML", "EB"])
+def test_fisher_scoring_half_steps_and_dl_fallback_as_the_engine(monkeypatch, method):
+    """Where Fisher scoring has not converged in FS_MAXITER steps, the subset is fitted again with half
+    steps and, failing that, by DL, as the engine does (few steps allowed here: DL; half steps that
+    converge: test_one_dominant_study_costs_no_exact_refits)."""
+    y, v = _data("heterogeneous", 200)
+    monkeypatch.setattr(subset_fits, "FS_MAXITER", 4)
+    monkeypatch.setattr(pooling, "FS_MAXITER", 4)
+    order = np.random.default_rng(9).permutation(y.size)
+    for kind in ("loo", "cum"):
+        fast = _fast(y, v, kind, order, method, "hksj", False)
+        _assert_equal_fits(fast, _exact(y, v, kind, order, method, "hksj", False))
+        assert fast["n_exact"] <= subset_fits.SMALL_K
+    assert (fast["method"] == "DL").any() and not fast["converged"].all()
+
+
+def test_one_dominant_study_costs_no_exact_refits():
+    """A study 10^5 times more precise than the rest (its weight dominates every sum; REML oscillates
+    and needs half steps) is summed apart, so the subsets still go through the sums."""
+    y, v = _data("dominant", 500)
     fast = subset_fits.leave_one_out_fits(y, v, "REML", "wald")
-    assert fast["n_exact"] == y.size
     _assert_equal_fits(fast, _exact(y, v, "loo", None, "REML", "wald", False))
+    assert fast["n_exact"] == 0 and fast["step_halved"].any() and (fast["method"] == "DL").any()
 
 
 def test_series_remainder_bound():

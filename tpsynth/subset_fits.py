@@ -8,13 +8,15 @@ per-subset *sums*:
 * Every quantity the engine needs for one subset at a given tau² = t is a sum over the subset's
   studies of ``g_j / (v_j + t)^p`` with ``g`` one of 1, y, y² (``p`` = 1, 2, 3), of the unweighted
   ``1, y, y², v`` or of ``log(v_j + t)``.  Sums over a subset are the full sum minus one study's
-  term (leave-one-out; the subset without the study of smallest variance is summed directly, so a
-  dominant study loses no digits) or prefix sums in the given order (cumulative).
+  term (leave-one-out) or prefix sums in the given order (cumulative).  The study of smallest
+  variance is left out of these sums and its terms added exactly per subset; tr(P) and tr(P²) are
+  then written as sums of non-negative terms and differences over pairs of the *other* studies, so
+  one dominant study costs no digits (the engine sums over "the other studies" for the same reason).
 * Each subset has its own t.  Around a centre c the terms are expanded in d = t - c (binomial
   series): ``1/(v_j + c + d)^p = sum_m binom(-p, m) d^m / (v_j + c)^(p + m)`` and
   ``log(v_j + c + d) = log(v_j + c) + sum_m (-1)^(m+1) d^m / (m (v_j + c)^m)``, so the subset sums
   at any t near c follow from the subset sums of the moments ``g_j / (v_j + c)^q`` (q <= p + M).
-  With ``r = |d| / min_j(v_j + c)`` (< 1) the remainder after M terms is at most
+  With ``r = |d| / min_j(v_j + c)`` (< 1; the minimum over the studies in the series) the remainder after M terms is at most
   ``binom(p + M, M + 1) r^(M+1) / (1 - r)^p`` relative to the sum of ``|g_j| / (v_j + c)^p``; the
   series is used only where that bound is below the double-precision unit roundoff
   (``r <= R_MAX``).  Where a subset's t is outside every centre's radius, a new centre is added
@@ -23,20 +25,24 @@ per-subset *sums*:
   the DerSimonian-Laird, Hedges and Sidik-Jonkman closed forms, the Paule-Mandel root (unique: the
   generalised Q is strictly decreasing in tau²) by safeguarded Newton steps, and the REML, ML and
   empirical Bayes Fisher scoring *path* of the engine (started at the subset's Hedges estimate,
-  with metafor's step halving below 0, the same stopping rule and metafor's ll(0) check).
+  with metafor's step halving below 0, the same stopping rule, the retry with half steps where it
+  has not converged in ``FS_MAXITER`` steps, DL where that fails too, and metafor's ll(0) check).
+  The Q-profile interval of tau² (Viechtbauer, 2007) is two more roots of the same kind, with the
+  engine's checks at 0 and at its search limit ``max(100, 10 tau²)``.
 
 A subset goes through the general engine instead (an exact refit, the same code as before) where
-the fast path cannot vouch for its digits: fewer than ``SMALL_K`` studies, Fisher scoring that
-does not converge in ``FS_MAXITER`` steps (the engine then halves steps or falls back to DL), a
-Paule-Mandel root at or above 100 (the engine's search limit check), a difference of sums that
+the fast path cannot vouch for its digits: fewer than ``SMALL_K`` studies, a Paule-Mandel root at
+or above 100 (the engine's search limit ``max(100, 10 mad(y)²)`` then decides; such data cost k²
+work again), a Q-profile check too close to call, a difference of sums that
 cancels more than ``COND_MAX``-fold (e.g. identical effects), an ll(0) check too close to call, or
 more than ``MAX_CENTRES`` expansion centres in a chunk.  Results therefore equal the exact refits
 to rounding (tests/test_subset_fits.py checks 1e-9 for every method and interval type) and, through
 them, metafor's ``leave1out`` and ``cumul`` (tests/test_pooling.py).
 
 Work is done in chunks of ``CHUNK`` subsets (memory ``CHUNK x centres x (3 M + 8)`` doubles) and is
-O(k (M + centres)) per chunk, so the whole analysis is about linear in k.  Meta-regression (p > 1)
-leave-one-out stays on the general engine.
+O(k (M + centres)) per chunk, so the whole analysis is about linear in k; Fisher scoring that
+oscillates (e.g. one dominant study) takes its up to 2 x FS_MAXITER steps per subset here too.
+Meta-regression (p > 1) leave-one-out stays on the general engine.
 
 References
 ----------
@@ -44,6 +50,8 @@ Viechtbauer W (2005). Bias and efficiency of meta-analytic variance estimators i
 model. J Educ Behav Stat 30:261-293 (Fisher scoring for ML/REML/EB).
 Viechtbauer W (2010). Conducting meta-analyses in R with the metafor package. J Stat Softw 36(3)
 (``leave1out``, ``cumul``).
+Viechtbauer W (2007). Confidence intervals for the amount of heterogeneity in meta-analysis. Stat
+Med 26:37-52.
 DerSimonian R, Laird N (1986). Controlled Clinical Trials 7:177-188.
 Paule RC, Mandel J (1982). J Res Natl Bur Stand 87:377-385.
 Sidik K, Jonkman JN (2005). J R Stat Soc C 54:367-384.
@@ -82,6 +90,9 @@ CHUNK = 1024
 COND_MAX = 1e4
 #: Most expansion centres per chunk; subsets needing more are refitted exactly.
 MAX_CENTRES = 64
+#: Rounding level of a computed Q relative to the magnitudes of its terms (a root is found where
+#: |Q - target| is below it).
+_NOISE = 16 * _EPS
 
 
 def _tail_bound(r: float, M: int) -> float:
@@ -119,12 +130,22 @@ class _Plan:
         self.y, self.v, self.kind = y, v, kind
         self.k = y.size
         self.order = np.arange(self.k) if order is None else order
+        # the study of smallest variance ("top") is left out of the series sums and added exactly
+        # per subset: it may dominate every weighted sum, and the series' radius is set by the others
         self.top = int(np.argmin(v))
-        self.vmin = float(v.min())
+        others = np.delete(v, self.top)
+        self.vmin = float(others.min()) if others.size else float(v[self.top])
         # effects centred at the common-effect mean: the sums of w y and w y² then cancel little
         w = 1.0 / v
         self.yc = float(np.sum(w * y) / np.sum(w))
         self.yd = y - self.yc
+        pos = np.empty(self.k, dtype=np.intp)
+        pos[self.order] = np.arange(self.k)
+        self.top_pos = int(pos[self.top])  # cumulative: subsets from this one on hold the top study
+
+    def has_top(self, a, b):
+        i = np.arange(a, b)
+        return (i != self.top) if self.kind == "loo" else (i >= self.top_pos)
 
     def sizes(self, a, b):
         n = np.arange(a, b)
@@ -139,7 +160,9 @@ class _Plan:
         return np.column_stack([np.ones(yd.size), yd, yd * yd, v])
 
     def table(self, rows, c):
-        """Per study: (s / (v + c))^q for g = 1, y, y² (q = 1..) and log(v + c); s = min v + c."""
+        """Per study: (s / (v + c))^q for g = 1, y, y² (q = 1..) and log(v + c); s = min v + c.
+
+        The top study's row is 0 (its terms are added exactly by :meth:`_Chunk.sums`)."""
         v, yd = self.v[rows], self.yd[rows]
         z = (self.vmin + c) / (v + c)
         Z = np.cumprod(np.broadcast_to(z[:, None], (z.size, _QA)), axis=1)
@@ -148,28 +171,18 @@ class _Plan:
         out[:, _B0:_B0 + _QB] = yd[:, None] * Z[:, :_QB]
         out[:, _C0:_C0 + _QB] = (yd * yd)[:, None] * Z[:, :_QB]
         out[:, _LOG] = np.log(v + c)
+        out[rows == self.top] = 0.0
         return out
 
     # --- subset sums of a table for subsets a..b-1 -----------------------------------------
     def state(self, tab, a):
         """What the chunk starting at subset ``a`` needs besides its own rows (totals or a carry)."""
-        if self.kind == "loo":
-            rows = np.arange(self.k)
-            rest = rows[rows != self.top]
-            return _blocked_sum(tab, rows), _blocked_sum(tab, rest)
-        return _blocked_sum(tab, self.order[:a])
+        return _blocked_sum(tab, np.arange(self.k) if self.kind == "loo" else self.order[:a])
 
     def chunk_sums(self, tab, state, a, b):
         if self.kind == "loo":
-            total, without_top = state
-            out = total[None, :] - tab(np.arange(a, b))
-            if a <= self.top < b:
-                out[self.top - a] = without_top
-            return out
+            return state[None, :] - tab(np.arange(a, b))
         return state[None, :] + np.cumsum(tab(self.order[a:b]), axis=0)
-
-    def advance(self, tab, state, a, b):
-        return state if self.kind == "loo" else state + tab(self.order[a:b]).sum(axis=0)
 
 
 def _blocked_sum(tab, rows, block=4096):
@@ -189,6 +202,7 @@ class _Chunk:
         self.plan, self.a, self.b = plan, a, b
         self.centres = centres  # shared across chunks: [c, state] lists
         self.n = plan.sizes(a, b)
+        self.has_top = plan.has_top(a, b)
         ftab = plan.fixed_table
         self.F = plan.chunk_sums(ftab, plan.state(ftab, a), a, b)
         self.c = np.array([c for c, _ in centres])
@@ -216,7 +230,8 @@ class _Chunk:
         """Sums at tau² ``t`` (per subset ``rows`` of this chunk) and where they are within bound.
 
         Returns dict with A1..A3 (sum w^p), B1, B2 (sum w^p y), C1, C2 (sum w^p y²), L (sum log(v+t)),
-        y centred at the common-effect mean; and ``ok``.
+        y centred at the common-effect mean; R1..R3 (sum w^p over the studies but the top one), ``a``
+        (the top study's weight, 0 where the subset does not hold it); and ``ok``.
         """
         s_all = self.plan.vmin + self.c
         r = np.abs(t[:, None] - self.c[None, :]) / s_all[None, :]
@@ -238,6 +253,21 @@ class _Chunk:
                 coef = X * _BINOM[p][None, :]
                 out[f"{name}{p}"] = np.einsum("sm,sm->s", coef, H[:, off + p - 1: off + p + _M]) / s**p
         out["L"] = H[:, _LOG] + np.einsum("sm,sm->s", X[:, 1:] * _LOGC[None, 1:], H[:, _A0:_A0 + _M])
+        # the top study, exactly
+        plan = self.plan
+        has = self.has_top[rows]
+        with np.errstate(invalid="ignore"):
+            a = np.where(has, 1.0 / (plan.v[plan.top] + t), 0.0)
+        out["a"] = a
+        yt = plan.yd[plan.top]
+        for p in (1, 2, 3):
+            out[f"R{p}"] = out[f"A{p}"]
+            out[f"A{p}"] = out[f"A{p}"] + a**p
+        for p in (1, 2):
+            out[f"B{p}"] += a**p * yt
+            out[f"C{p}"] += a**p * yt * yt
+        with np.errstate(invalid="ignore"):
+            out["L"] += np.where(has, np.log(plan.v[plan.top] + t), 0.0)
         return out
 
 
@@ -249,28 +279,46 @@ def _cond_ok(result, *magnitudes):
 
 
 def _derived(S):
-    """mu (centred), Q = sum w r², sum w² r², tr(P), tr(P²) and their cancellation checks."""
-    A1, A2, A3, B1, B2, C1, C2 = (S[n] for n in ("A1", "A2", "A3", "B1", "B2", "C1", "C2"))
+    """mu (centred), Q = sum w r², sum w² r², tr(P), tr(P²) and their cancellation checks.
+
+    With P = W - w w' / sum w, tr(P) = (A1² - A2) / A1 and
+    A1² tr(P²) = A1² A2 - 2 A1 A3 + A2².  Written with the top study's weight ``a`` apart
+    (A_p = a^p + R_p) these are sums of non-negative terms but for R1² - R2, R1 R2 - R3 and
+    R1² R2 - 2 R1 R3 + R2², sums over pairs of *other* studies, so one dominant study costs no
+    digits (the engine sums over "the other studies" for the same reason):
+    A1 tr(P) = 2 a R1 + (R1² - R2),
+    A1² tr(P²) = a² (R1² + 3 R2) + 2 a (R1 R2 - R3) + (R1² R2 - 2 R1 R3 + R2²).
+    """
+    A1, A2, B1, B2, C1, C2 = (S[n] for n in ("A1", "A2", "B1", "B2", "C1", "C2"))
+    a, R1, R2, R3 = S["a"], S["R1"], S["R2"], S["R3"]
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = B1 / A1
         q = C1 - B1 * mu
         wwrr = C2 - 2 * mu * B2 + mu * mu * A2
-        trP = A1 - A2 / A1
-        trPP = A2 - 2 * A3 / A1 + (A2 / A1) ** 2
+        e2 = R1 * R1 - R2
+        e21 = R1 * R2 - R3
+        e22 = R1 * R1 * R2 - 2 * R1 * R3 + R2 * R2
+        trP_num = 2 * a * R1 + e2
+        trPP_num = a * a * (R1 * R1 + 3 * R2) + 2 * a * e21 + e22
+        trP = trP_num / A1
+        trPP = trPP_num / (A1 * A1)
     good = {
         "q": _cond_ok(q, C1, B1 * mu),
         "wwrr": _cond_ok(wwrr, C2, 2 * mu * B2, mu * mu * A2),
-        "trP": _cond_ok(trP, A1, A2 / A1),
-        "trPP": _cond_ok(trPP, A2, 2 * A3 / A1, (A2 / A1) ** 2),
+        # the rounding of the differences of pair sums, against the whole
+        "trP": _cond_ok(trP_num, R1 * R1, R2),
+        "trPP": _cond_ok(trPP_num, 2 * a * R1 * R2, 2 * a * R3, R1 * R1 * R2, 2 * R1 * R3, R2 * R2),
     }
     return mu, q, wwrr, trP, trPP, good
 
 
-def _fisher(ch, t0, method, fall):
-    """The engine's Fisher scoring path (REML/ML/EB) for every subset of the chunk; see module doc."""
+def _fisher(ch, t0, method, fall, stepadj, skip):
+    """The engine's Fisher scoring path (REML/ML/EB) for the chunk's subsets but ``fall | skip``;
+    see module doc.  Returns (tau², not converged in FS_MAXITER steps)."""
     n_all = ch.n
     tau2 = np.full(t0.size, np.nan)
-    run = np.flatnonzero(~fall)
+    notconv = np.zeros(t0.size, dtype=bool)
+    run = np.flatnonzero(~fall & ~skip)
     t = t0[run]
     for _ in range(FS_MAXITER + 1):
         if run.size == 0:
@@ -293,11 +341,11 @@ def _fisher(ch, t0, method, fall):
             fall[run[bad]] = True
             keep = ~bad
             run, t, adj = run[keep], t[keep], adj[keep]
-        new, done = _fisher_update(t, adj)
+        new, done = _fisher_update(t, adj * stepadj)
         tau2[run[done]] = new[done]
         run, t = run[~done], new[~done]
-    fall[run] = True  # not converged: the engine retries with half steps or falls back to DL
-    return tau2
+    notconv[run] = True
+    return tau2, notconv
 
 
 def _ll(S, n, method):
@@ -335,11 +383,11 @@ def _root(ch, rows, target, x, hi, fall, limit=np.inf):
     pos = np.arange(rows.size)
     run, target = rows, np.asarray(target, dtype=float)
     lo = np.zeros(rows.size)
-    for _ in range(4 * ROOT_MAXITER):
+    for _ in range(ROOT_MAXITER):
         if run.size == 0:
             break
         S = ch.sums(run, x)
-        _, q, wwrr, _, _, good = _derived(S)
+        mu, q, wwrr, _, _, good = _derived(S)
         bad = ~S["ok"] | ~good["q"] | ~good["wwrr"] | (x >= limit)
         f = q - target
         lo = np.where(f > 0, x, lo)
@@ -349,7 +397,10 @@ def _root(ch, rows, target, x, hi, fall, limit=np.inf):
         step_bad = ~np.isfinite(xn) | (xn < lo) | (xn > hi)
         xn = np.where(step_bad, np.where(np.isfinite(hi), 0.5 * (lo + hi), 2 * x + 1e-3), xn)
         tol = ROOT_RTOL * np.maximum(np.abs(xn), 1e-12) + ROOT_ATOL
-        done = ~bad & ((np.abs(xn - x) <= tol) | (f == 0) | (hi - lo <= tol))
+        # also done where Q - target is at the rounding level of Q (C1 - B1 mu): Newton steps then
+        # only alternate between neighbouring doubles (the engine stops there after ROOT_MAXITER)
+        noise = _NOISE * (np.abs(S["C1"]) + np.abs(S["B1"] * mu))
+        done = ~bad & ((np.abs(xn - x) <= tol) | (np.abs(f) <= noise) | (hi - lo <= tol))
         fall[run[bad]] = True
         root[pos[done]] = xn[done]
         keep = ~bad & ~done
@@ -421,6 +472,7 @@ def _fit_chunk(ch: _Chunk, method, ci, level, tau2_ci):
         he = (rss_u - (1.0 - 1.0 / n) * F[:, 3]) / (n - 1.0)
     if method in ("HE", "SJ", "REML", "ML", "EB"):
         fall |= ~_cond_ok(rss_u, F[:, 2], F[:, 1] ** 2 / F[:, 0])
+    conv, halved = np.ones(m, dtype=bool), np.zeros(m, dtype=bool)
     if method == "FE":
         tau2 = np.zeros(m)
     elif method == "DL":
@@ -439,9 +491,20 @@ def _fit_chunk(ch: _Chunk, method, ci, level, tau2_ci):
     elif method == "PM":
         tau2 = _pm(ch, q0, fall, ch.plan.t_full)
     else:
-        tau2 = _fisher(ch, np.maximum(0.0, np.nan_to_num(he, nan=0.0)), method, fall)
+        # as the engine: Fisher scoring from max(0, HE); where it has not converged in FS_MAXITER
+        # steps, again with half steps (metafor's stepadj = 0.5); where that fails too, DL
+        init = np.maximum(0.0, np.nan_to_num(he, nan=0.0))
+        none = np.zeros(m, dtype=bool)
+        tau2, nc = _fisher(ch, init, method, fall, 1.0, none)
+        if nc.any():
+            t2, nc2 = _fisher(ch, init, method, fall, 0.5, ~nc)
+            tau2 = np.where(nc, t2, tau2)
+            halved = nc & ~nc2
+            conv = ~nc2
         if method in ("REML", "ML"):
-            tau2 = _ll0_check(ch, tau2, S0, method, fall)
+            tau2 = _ll0_check(ch, np.where(conv, tau2, 0.0), S0, method, fall)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau2 = np.where(conv, tau2, np.maximum(0.0, (q0 - (n - 1)) / trP0))
     tau2 = np.where(fall, np.nan, np.maximum(tau2, 0.0))
 
     rows = np.flatnonzero(~fall)
@@ -489,8 +552,7 @@ def _fit_chunk(ch: _Chunk, method, ci, level, tau2_ci):
         "tau2": tau2, "tau2_ci_low": t_lo, "tau2_ci_high": t_hi, "i2": i2, "i2_ci_low": i2_lo,
         "i2_ci_high": i2_hi, "h2": h2, "q": q,
         "q_df": (n - 1).astype(np.int64), "q_pvalue": qp, "fe_estimate": fe_est, "fe_se": fe_se,
-        "fe_ci_low": fe_est - zc * fe_se, "fe_ci_high": fe_est + zc * fe_se, "converged": np.ones(m, dtype=bool),
-        "tau2_ci_capped": capped,
+        "fe_ci_low": fe_est - zc * fe_se, "fe_ci_high": fe_est + zc * fe_se, "converged": conv, "step_halved": halved, "tau2_ci_capped": capped,
     }  # fmt: skip
     return out, fall
 
@@ -500,6 +562,7 @@ def _fits(plan: _Plan, method, ci, level, tau2_ci) -> dict:
     out = {f: np.empty(k, dtype=np.int64 if f in ("k", "q_df") else bool if f == "converged" else float)
            for f in _SCALAR_FIELDS}  # fmt: skip
     out["tau2_ci_capped"] = np.zeros(k, dtype=bool)
+    out["step_halved"] = np.zeros(k, dtype=bool)
     fall = np.zeros(k, dtype=bool)
     # the full data's fit: its tau² and Hedges estimate are the first expansion centres, and its tau²
     # and tau² interval the starting points of the Paule-Mandel and Q-profile roots
@@ -516,7 +579,7 @@ def _fits(plan: _Plan, method, ci, level, tau2_ci) -> dict:
         ch = _Chunk(plan, centres, a, b)
         if (ch.n >= SMALL_K).any():
             o, f = _fit_chunk(ch, method, ci, level, tau2_ci)
-            for key in (*_SCALAR_FIELDS, "tau2_ci_capped"):
+            for key in (*_SCALAR_FIELDS, "step_halved", "tau2_ci_capped"):
                 out[key][a:b] = o[key]
             fall[a:b] = f
         else:
@@ -524,10 +587,9 @@ def _fits(plan: _Plan, method, ci, level, tau2_ci) -> dict:
         if plan.kind == "cum":  # carry the prefix sums to the next chunk
             for j, cs in enumerate(centres):
                 cs[1] = ch.H[-1, j].copy()
-    out["method"] = np.full(k, method, dtype=object)
+    out["method"] = np.where(out["converged"], method, "DL").astype(object)
     out["ci_method"] = np.full(k, ci, dtype=object)
     out["level"] = np.full(k, float(level))
-    out["step_halved"] = np.zeros(k, dtype=bool)
     idx = np.flatnonzero(fall)
     if idx.size:
         exact = pooling.pool_subsets(plan.y, plan.v, [plan.indices(i) for i in idx], method, ci, level,
