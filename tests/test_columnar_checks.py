@@ -310,3 +310,35 @@ def test_harmonise_of_the_fixture_sheets():
     assert _typed([{c: a[c] for c in ARM_COLUMNS} for a in arms.rows()]) == _typed(
         [{c: a[c] for c in ARM_COLUMNS} for a in ref_arms]
     )
+
+
+def reference_duplicates(path, rows) -> list[Problem]:
+    """The row-by-row duplicate check replaced (tpsynth 1dedf39)."""
+    problems, keys = [], {}
+    for row in rows:
+        key = (row.get("study_id"), row.get("arm"), row.get("outcome"), row.get("timepoint_weeks"))
+        if None not in key[:3] and not row.get("unusable_reason"):
+            if key in keys:
+                problems.append(Problem(path, row["_line"], "arm",
+                                        f"duplicate study+arm+outcome+timepoint, first on line {keys[key]} "
+                                        f"(found {key[0]} / {key[1]} / {key[2]} / {_fmt(key[3])} weeks)"))  # fmt: skip
+            else:
+                keys[key] = row["_line"]
+    return problems
+
+
+def test_duplicate_rows_equal_the_row_by_row_check(tmp_path):
+    """Equal typed values are one key whatever their text (4 and 4.0 weeks; blank timepoints), rows with an
+    unusable_reason or without a study, arm or outcome are not keys."""
+    path = tmp_path / "outcomes.csv"
+    base = "a2001,dn,dn,pain,VAS,false,{t},final,30,5,2,{reason}\n"
+    lines = ["study_id,arm,intervention,outcome,instrument,higher_is_better,timepoint_weeks,value_type,n,mean,sd,"
+             "unusable_reason\n"]  # fmt: skip
+    for t, reason in [("4", ""), ("4.0", ""), ("04", ""), ("4", "why"), ("", "x"), ("", "y"), ("8", ""), ("8", "")]:
+        lines.append(base.format(t=t, reason=reason))
+    lines.append(base.format(t="4", reason="").replace("a2001,dn,dn", "a2001,sham,sham"))
+    lines.append(",dn,dn,pain,VAS,false,4,final,30,5,2,\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    sheets, problems = validate_sheets(str(FIXTURE / "studies.csv"), str(path), None, CONFIG)
+    got = [p for p in problems if "duplicate" in p.message]
+    assert got == reference_duplicates(str(path), sheets.outcomes.rows()) and len(got) == 3

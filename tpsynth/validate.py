@@ -178,9 +178,12 @@ def _cell_value(text: str, cspec: ColumnSpec | None) -> tuple:
     return value, err, False
 
 
-def _read_table(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[Table, list[str]] | None:
+def _read_table(
+    path: str, spec: SheetSpec, problems: list[Problem], numbers: dict | None = None
+) -> tuple[Table, list[str]] | None:
     """Read and type-check one sheet; append problems; return its typed rows (a :class:`Table`, with
-    ``_line`` the physical line of each row, and ``_invalid`` when a cell was invalid) and extra columns."""
+    ``_line`` the physical line of each row, and ``_invalid`` when a cell was invalid) and extra columns.
+    ``numbers``: filled as :func:`_typed_table` says."""
     try:
         sheet = CsvFile(path)
     except FileNotFoundError:
@@ -234,7 +237,7 @@ def _read_table(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[Ta
         if not len(raw) and not raw.field_count_errors:
             problems.append(Problem(path, 2, None, "no data rows"))
             return None
-        return _typed_table(path, spec, raw, problems), extra
+        return _typed_table(path, spec, raw, problems, numbers), extra
     except NotCSVError as err:  # invalid CSV further down: that alone is reported, as for a bad start
         del problems[n_problems:]
         problems.append(Problem(path, 1, None, str(err)))
@@ -255,11 +258,16 @@ def _read_sheet(path: str, spec: SheetSpec, problems: list[Problem]) -> tuple[li
     return rows, extra
 
 
-def _typed_table(path: str, spec: SheetSpec, raw: RawColumns, problems: list[Problem]) -> Table:
+def _typed_table(
+    path: str, spec: SheetSpec, raw: RawColumns, problems: list[Problem], numbers: dict | None = None
+) -> Table:
     """Type-check the columns of a sheet whose header is valid; append problems; return the typed rows.
 
     Each distinct text of a column is typed once (:func:`_cell_value`); the rows share the value objects.
     A column the sheet leaves out holds its default in every row: one tuple shared by all such columns.
+    ``numbers``, when given, gets each number column of the sheet as a float array (NaN where None) and, under
+    ``("id", column)``, each column as integers equal where the values are equal (both made per distinct
+    text: the checks that follow need not convert whole columns again).
     Problems come in the order of a row-by-row reading: by line, then the cells in header order, then
     the required values in the schema's order.
     """
@@ -280,6 +288,11 @@ def _typed_table(path: str, spec: SheetSpec, raw: RawColumns, problems: list[Pro
         values = np.empty(len(typed), dtype=object)
         values[:] = [t[0] for t in typed]
         columns[col] = values[codes].tolist()
+        if numbers is not None:
+            if cspec is not None and cspec.type in ("number", "integer"):
+                numbers[col] = np.array([np.nan if v is None else v for v in values], dtype=float)[codes]
+            same: dict = {}  # Python's equality, as a dict key (1 == 1.0; None is one value)
+            numbers["id", col] = np.array([same.setdefault(v, len(same)) for v in values], dtype=np.int64)[codes]
         blank[col] = np.array([t[2] for t in typed], dtype=bool)[codes]
         errors = [k for k, t in enumerate(typed) if t[1]]
         if errors:
@@ -375,7 +388,7 @@ def _present(values: list):
     return np.fromiter(map(is_not, values, repeat(None)), dtype=bool, count=len(values))
 
 
-def _check_outcomes(path: str, t: Table, problems: list[Problem]) -> None:
+def _check_outcomes(path: str, t: Table, problems: list[Problem], numbers: dict | None = None) -> None:
     """The checks of each outcome row that relate its cells, on whole columns.
 
     Scale given as a pair and ordered; ci_low <= ci_high; the five-number summary in order; events <= n;
@@ -392,7 +405,8 @@ def _check_outcomes(path: str, t: Table, problems: list[Problem]) -> None:
         found.extend(Problem(path, line[i], column, message(i)) for i in np.flatnonzero(mask).tolist())
 
     col = t.columns
-    num = {c: t.floats(c) for c in ("n", "events", "scale_min", "scale_max", "ci_low", "ci_high", "sd", "se", *FIVE, "mean")}
+    wanted = ("n", "events", "scale_min", "scale_max", "ci_low", "ci_high", "sd", "se", *FIVE, "mean")
+    num = {c: numbers[c] if numbers and c in numbers else t.floats(c) for c in wanted}
     has = {c: ~np.isnan(v) for c, v in num.items()}
     smin, smax = col["scale_min"], col["scale_max"]
     emit(has["scale_min"] & ~has["scale_max"], "scale_max", lambda i: "scale_min and scale_max must be given together")
@@ -507,21 +521,26 @@ def usable_kinds(t: Table, numbers: dict | None = None):
     return kinds
 
 
-def _check_duplicate_rows(path: str, t: Table, problems: list[Problem]) -> None:
-    """A problem for each usable outcome row repeating an earlier row's study+arm+outcome+timepoint."""
+def _check_duplicate_rows(path: str, t: Table, problems: list[Problem], numbers: dict | None = None) -> None:
+    """A problem for each usable outcome row repeating an earlier row's study+arm+outcome+timepoint
+    (``numbers``: as :func:`_typed_table` fills it, when it did)."""
     import numpy as np
     import pandas as pd
 
-    cols = [t[c] for c in ("study_id", "arm", "outcome", "timepoint_weeks")]
+    names = ("study_id", "arm", "outcome", "timepoint_weeks")
+    cols = [t.get(c) for c in names]
     keyed = _present(cols[0]) & _present(cols[1]) & _present(cols[2])
     keyed &= ~np.fromiter((bool(v) for v in t["unusable_reason"]), dtype=bool, count=len(t))
     rows = np.flatnonzero(keyed)
     if not rows.size:
         return
     key = np.zeros(rows.size, dtype=np.int64)
-    for values in cols:  # one integer per distinct key (equal as Python values are equal)
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object)[rows], use_na_sentinel=True)
-        key = pd.factorize(key * (len(uniques) + 1) + (codes + 1))[0].astype(np.int64)
+    for name, values in zip(names, cols, strict=True):  # one integer per distinct key (as Python's ==)
+        if numbers and ("id", name) in numbers:
+            codes = pd.factorize(numbers["id", name][rows])[0]
+        else:
+            codes = pd.factorize(np.asarray(values, dtype=object)[rows], use_na_sentinel=False)[0]
+        key = pd.factorize(key * (int(codes.max(initial=0)) + 1) + codes)[0].astype(np.int64)
     _, first = np.unique(key, return_index=True)
     line, (sid, arm, out, tp) = t["_line"], cols
     for j in np.flatnonzero(first[key] != np.arange(rows.size)).tolist():
@@ -597,11 +616,13 @@ def validate_sheets(
             else:
                 study_lines[sid] = row["_line"]
 
-    got = _read_table(outcomes, sheet_spec("outcomes"), problems)
+    numbers: dict = {}
+    got = _read_table(outcomes, sheet_spec("outcomes"), problems, numbers)
     if got:
         sheets.outcomes = t = got[0]
-        _check_outcomes(outcomes, t, problems)
-        _check_duplicate_rows(outcomes, t, problems)
+        _check_outcomes(outcomes, t, problems, numbers)
+        _check_duplicate_rows(outcomes, t, problems, numbers)
+        del numbers
         lines = t["_line"]
         _check_codes(outcomes, t["intervention"], lines, "intervention", declared_int, "interventions", problems, config_path)
         _check_codes(outcomes, t["outcome"], lines, "outcome", declared_out, "outcomes", problems, config_path)
