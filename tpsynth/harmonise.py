@@ -163,6 +163,13 @@ def harmonise(sheets: Sheets) -> tuple[Table, Table]:
     """
     t, contrasts = sheets.outcomes, sheets.contrasts
     arms, reasons, con_reasons = harmonise_rows(sheets)
+    if reasons.count(None) == len(reasons):  # every outcome row analysable
+        state, reason = ["analysable"] * len(reasons), [""] * len(reasons)
+    else:
+        state = ["analysable" if r is None else "excluded" for r in reasons]
+        reason = ["" if r is None else r for r in reasons]
+    source_row = t.get("source_row")
+    source_row = [""] * len(t) if source_row.count(None) == len(t) else [v or "" for v in source_row]
     flow = Table({
         "sheet": ["outcomes"] * len(t) + ["contrasts"] * len(contrasts),
         "line": t["_line"] + [r["_line"] for r in contrasts],
@@ -170,9 +177,8 @@ def harmonise(sheets: Sheets) -> tuple[Table, Table]:
         "arm": t["arm"] + [""] * len(contrasts),
         "outcome": t["outcome"] + [r["outcome"] for r in contrasts],
         "timepoint_weeks": t.get("timepoint_weeks") + [r.get("timepoint_weeks") for r in contrasts],
-        "source_row": [v or "" for v in t.get("source_row")] + [r.get("source_row") or "" for r in contrasts],
-        "state": ["analysable" if r is None else "excluded" for r in reasons]
-        + ["excluded" if r else "analysable" for r in con_reasons],
-        "reason": ["" if r is None else r for r in reasons] + con_reasons,
+        "source_row": source_row + [r.get("source_row") or "" for r in contrasts],
+        "state": state + ["excluded" if r else "analysable" for r in con_reasons],
+        "reason": reason + con_reasons,
     })  # fmt: skip
     return arms, flow
