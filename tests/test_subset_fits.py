@@ -99,15 +99,29 @@ def test_equal_to_exact_refits_on_hard_data(data, method):
 
 def test_hard_data_are_hard():
     """The cases above reach what they are meant to: tau² = 0 in some subsets only, and Paule-Mandel
-    roots above 100 (refitted exactly: the engine's search limit decides there)."""
+    roots above 100, inside the engine's search limit max(100, 10 mad(y)²)."""
     y, v = _data("homogeneous", 150)
     t = subset_fits.cumulative_fits(y, v, np.argsort(v)[::-1], "REML", "wald")["tau2"]
     assert (t == 0).any() and (t > 0).any()
     y, v = _data("large_tau2", 150)
     pm = subset_fits.leave_one_out_fits(y, v, "PM", "wald", tau2_ci=True)
-    assert (pm["tau2"] > 100).all() and pm["n_exact"] == y.size
+    assert (pm["tau2"] > 100).all() and pm["n_exact"] == 0 and pm["converged"].all()
     reml = subset_fits.leave_one_out_fits(y, v, "REML", "wald", tau2_ci=True)
     assert (reml["tau2"] > 100).all() and reml["n_exact"] == 0
+
+
+def test_paule_mandel_root_above_the_search_limit_falls_back_to_dl_as_the_engine():
+    """Tight effects with a few far outliers: tau² ~ 240 but mad(y) ~ 0.5, so the root lies above
+    metafor's limit max(100, 10 mad²) = 100 and the engine reports DL (converged False)."""
+    rng = np.random.default_rng(7)
+    y = np.concatenate([rng.normal(0.0, 0.5, 140), [60.0, -60.0] * 5])
+    v = rng.uniform(0.05, 0.2, y.size)
+    order = rng.permutation(y.size)
+    for kind in ("loo", "cum"):
+        fast = _fast(y, v, kind, order, "PM", "hksj", True)
+        _assert_equal_fits(fast, _exact(y, v, kind, order, "PM", "hksj", True))
+    loo = subset_fits.leave_one_out_fits(y, v, "PM", "wald")
+    assert loo["n_exact"] == 0 and (loo["method"] == "DL").all() and not loo["converged"].any()
 
 
 @pytest.mark.parametrize("k", [2, 3, 10, 40])

@@ -31,9 +31,8 @@ per-subset *sums*:
   engine's checks at 0 and at its search limit ``max(100, 10 tau²)``.
 
 A subset goes through the general engine instead (an exact refit, the same code as before) where
-the fast path cannot vouch for its digits: fewer than ``SMALL_K`` studies, a Paule-Mandel root at
-or above 100 (the engine's search limit ``max(100, 10 mad(y)²)`` then decides; such data cost k²
-work again), a Q-profile check too close to call, a difference of sums that
+the fast path cannot vouch for its digits: fewer than ``SMALL_K`` studies, a Paule-Mandel root or a
+Q-profile check too close to its limit to call, a difference of sums that
 cancels more than ``COND_MAX``-fold (e.g. identical effects), an ll(0) check too close to call, or
 more than ``MAX_CENTRES`` expansion centres in a chunk.  Results therefore equal the exact refits
 to rounding (tests/test_subset_fits.py checks 1e-9 for every method and interval type) and, through
@@ -375,10 +374,10 @@ def _ll0_check(ch, tau2, S0, method, fall):
     return tau2
 
 
-def _root(ch, rows, target, x, hi, fall, limit=np.inf):
+def _root(ch, rows, target, x, hi, fall):
     """Root of Q(t) = target on [0, hi] per subset ``rows`` (Q strictly decreasing), safeguarded
     Newton steps from ``x`` with the engine's stopping rule; NaN (and ``fall``) where a sum is not
-    within bound or an iterate reaches ``limit``."""
+    within bound."""
     root = np.full(rows.size, np.nan)
     pos = np.arange(rows.size)
     run, target = rows, np.asarray(target, dtype=float)
@@ -388,7 +387,7 @@ def _root(ch, rows, target, x, hi, fall, limit=np.inf):
             break
         S = ch.sums(run, x)
         mu, q, wwrr, _, _, good = _derived(S)
-        bad = ~S["ok"] | ~good["q"] | ~good["wwrr"] | (x >= limit)
+        bad = ~S["ok"] | ~good["q"] | ~good["wwrr"]
         f = q - target
         lo = np.where(f > 0, x, lo)
         hi = np.where(f <= 0, x, hi)
@@ -410,13 +409,26 @@ def _root(ch, rows, target, x, hi, fall, limit=np.inf):
 
 
 def _pm(ch, q0, fall, start):
-    """Paule-Mandel: the unique root of Q(t) = k - 1, 0 where Q(0) < k - 1."""
+    """Paule-Mandel: the unique root of Q(t) = k - 1, 0 where Q(0) < k - 1; (tau², converged).
+
+    As the engine, a root above the search limit ``max(100, 10 mad(y)²)`` (R's ``mad``) is not
+    accepted (metafor stops there; the engine then falls back to DL): the limit is computed for the
+    subsets whose root is 100 or more (two medians of the subset, O(k) each).
+    """
     n = ch.n
     tau2 = np.zeros(n.size)
+    conv = np.ones(n.size, dtype=bool)
     rows = np.flatnonzero(~fall & (q0 >= n - 1))
-    # the engine's search limit is max(100, 10 mad(y)^2) >= 100: a root below 100 is inside it
-    tau2[rows] = _root(ch, rows, n[rows] - 1, np.full(rows.size, start), np.full(rows.size, np.inf), fall, 100.0)
-    return tau2
+    tau2[rows] = _root(ch, rows, n[rows] - 1, np.full(rows.size, start), np.full(rows.size, np.inf), fall)
+    for i in rows[~fall[rows] & (tau2[rows] >= 100.0 * (1 - 1e-9))]:
+        y = ch.plan.y[ch.plan.indices(ch.a + i)]
+        mad = 1.4826 * np.median(np.abs(y - np.median(y)))
+        tmax = max(100.0, 10 * mad**2 if np.isfinite(mad) else 0.0)
+        if _near(tau2[i], tmax):
+            fall[i] = True
+        elif tau2[i] > tmax:
+            conv[i] = False
+    return tau2, conv
 
 
 def _near(a, b):
@@ -489,7 +501,9 @@ def _fit_chunk(ch: _Chunk, method, ci, level, tau2_ci):
         fall[rows[~S["ok"] | ~good["q"]]] = True
         tau2[rows] = np.maximum(0.0, t0[rows] * q / (n[rows] - 1))
     elif method == "PM":
-        tau2 = _pm(ch, q0, fall, ch.plan.t_full)
+        tau2, conv = _pm(ch, q0, fall, ch.plan.t_full)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tau2 = np.where(conv, tau2, np.maximum(0.0, (q0 - (n - 1)) / trP0))
     else:
         # as the engine: Fisher scoring from max(0, HE); where it has not converged in FS_MAXITER
         # steps, again with half steps (metafor's stepadj = 0.5); where that fails too, DL
