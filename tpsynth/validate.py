@@ -280,7 +280,9 @@ def _typed_table(
         for line, count in raw.field_count_errors
     ]
     invalid = np.zeros(n, dtype=bool)
-    blank: dict[str, np.ndarray] = {}  # column -> which rows have a blank cell
+    blank: dict[str, np.ndarray] = {}  # column -> which rows have a blank cell (for the required values)
+    needs_blank = {c for c, cs in spec.columns.items() if cs.required and not cs.may_be_empty}
+    needs_blank |= {spec.columns[c].may_be_empty_if for c in needs_blank} - {None}
     columns: dict[str, list] = {"_line": line_list}
     for col, texts, codes in zip(header, raw.texts, raw.codes, strict=True):
         cspec = spec.columns.get(col)
@@ -293,7 +295,8 @@ def _typed_table(
                 numbers[col] = np.array([np.nan if v is None else v for v in values], dtype=float)[codes]
             same: dict = {}  # Python's equality, as a dict key (1 == 1.0; None is one value)
             numbers["id", col] = np.array([same.setdefault(v, len(same)) for v in values], dtype=np.int64)[codes]
-        blank[col] = np.array([t[2] for t in typed], dtype=bool)[codes]
+        if col in needs_blank:
+            blank[col] = np.array([t[2] for t in typed], dtype=bool)[codes]
         errors = [k for k, t in enumerate(typed) if t[1]]
         if errors:
             rows = np.flatnonzero(np.isin(codes, errors))
@@ -363,6 +366,8 @@ def suggest_column(name: str, allowed: list[str]) -> str | None:
 def _check_codes(path, values, lines, column, declared, kind, problems, config_path):
     """A problem for each row whose code in ``column`` (``values``, one per row) is not declared."""
     hints: dict = {}
+    if not any(code is not None and code not in declared for code in dict.fromkeys(values)):
+        return  # (each distinct code looked at once)
     for i, code in enumerate(values):
         if code is None or code in declared:
             continue
@@ -464,7 +469,7 @@ def _check_outcomes(path: str, t: Table, problems: list[Problem], numbers: dict 
             mask = spread & has[c] & (num[c] > limits[c] * (1 + 1e-12))
             emit(mask, c, lambda i, c=c: _spread_message(t.row(i), c, bounds(i)))
     # a usable set of statistics, unless the row says why not or a cell is invalid already
-    skip = np.fromiter((bool(v) for v in col["unusable_reason"]), dtype=bool, count=len(t))
+    skip = _present(col["unusable_reason"])  # a text, never blank (a blank cell is None)
     if "_invalid" in t:
         skip |= _present(col["_invalid"])
     emit(~skip & (usable_kinds(t, num) == ""), "unusable_reason", lambda i: (
@@ -530,7 +535,7 @@ def _check_duplicate_rows(path: str, t: Table, problems: list[Problem], numbers:
     names = ("study_id", "arm", "outcome", "timepoint_weeks")
     cols = [t.get(c) for c in names]
     keyed = _present(cols[0]) & _present(cols[1]) & _present(cols[2])
-    keyed &= ~np.fromiter((bool(v) for v in t["unusable_reason"]), dtype=bool, count=len(t))
+    keyed &= ~_present(t["unusable_reason"])
     rows = np.flatnonzero(keyed)
     if not rows.size:
         return
@@ -709,6 +714,8 @@ def _check_study_columns(config, sheets, studies_path, config_path, problems):
 def _check_study_refs(path, ids, lines, study_lines, studies_path, problems):
     """A problem for each row whose study_id (``ids``, one per row) is not a row of studies.csv."""
     hints: dict = {}
+    if not any(sid is not None and sid not in study_lines for sid in dict.fromkeys(ids)):
+        return  # (each distinct id looked at once)
     for i, sid in enumerate(ids):
         if sid is None or sid in study_lines:
             continue
