@@ -198,3 +198,20 @@ def test_columns_shared_by_tables_are_written_as_copies_would_be():
     assert pipeline._json_text(obj) == pipeline._json_text(copies) == pipeline._json_text(
         {k: (t.rows() if isinstance(t, Table) else t) for k, t in obj.items()}
     )
+
+
+def test_a_column_extending_a_shared_one_is_written_as_its_copy_would_be():
+    """The data flow's columns are the outcome columns and then the contrast rows: encoded from the shared
+    column's text; the same bytes as copies."""
+    from tpsynth.columns import Table
+
+    ids, lines = ["a", "b", "a"], [2, 3, 4]
+    obj = {"format": pipeline.EVIDENCE_FORMAT, "arms": Table({"study_id": ids, "line": lines}),
+           "outcomes": Table({"study_id": ids, "_line": lines, "y": [ids[0], "z", ids[2]]})}  # fmt: skip
+    obj["flow"] = Table({"study_id": ids + ["c", 1.5], "line": lines + [2, 9], "copy": list(ids) + ["d", None],
+                         "x": ["a", "q"] * 2 + ["a"]})  # fmt: skip
+    copies = {k: (Table({c: list(v) for c, v in t.columns.items()}) if isinstance(t, Table) else t)
+              for k, t in obj.items()}  # fmt: skip
+    assert pipeline._json_text(obj) == pipeline._json_text(copies)
+    assert pipeline._extended_json(obj["flow"]["study_id"], {1: [2, '["a","b","a"]', ids]}) == '["a","b","a","c",1.5]'
+    assert pipeline._extended_json(["a", "b"], {1: [2, '["a","b","a"]', ids]}) is None

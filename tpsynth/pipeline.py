@@ -413,10 +413,24 @@ def _constant(values) -> bool:
     return values.count(values[0]) == len(values)
 
 
+def _extended_json(values, shared: dict | None) -> str | None:
+    """``_column_json(values)`` from the text of an already encoded shared column that ``values`` begins
+    with (the same cells, then more), or None when there is none."""
+    for _, text, base in (shared or {}).values():
+        n = len(base)
+        if text is None or not 0 < n <= len(values) or values[0] is not base[0] or values[n - 1] is not base[-1]:
+            continue
+        if values[:n] == base:
+            rest = _column_json(values[n:])
+            return text if rest == "[]" else text[:-1] + "," + rest[1:]
+    return None
+
+
 def _table_chunks(rows, shared: dict | None = None):
     """JSON text of a row table (a list of row dicts or a :class:`~tpsynth.columns.Table`), by columns, in
     pieces of one column each (see :data:`TABLES`). ``shared``: the id of a column list held by several
-    tables -> [tables left to write it, its text once encoded] (the arms share the outcome rows' columns)."""
+    tables -> [tables left to write it, its text once encoded, the list] (the arms share the outcome rows'
+    columns; the data flow's columns are those columns and then the contrast rows')."""
     if isinstance(rows, Table):
         names = sorted(rows.columns) if rows else []  # no rows: as an empty list of rows
         yield '{"columns":{'
@@ -424,7 +438,7 @@ def _table_chunks(rows, shared: dict | None = None):
             values = rows[name]
             entry = (shared or {}).get(id(values))
             if entry is None:
-                text = _column_json(values)
+                text = _extended_json(values, shared) or _column_json(values)
             else:
                 entry[0] -= 1
                 text = entry[1] = entry[1] or _column_json(values)
@@ -455,7 +469,8 @@ def _json_chunks(obj: dict):
     yield "{"
     keys = [k for k in HEAD if k in obj] + sorted(k for k in obj if k not in HEAD)
     lists = Counter(id(v) for k in TABLES if isinstance(obj.get(k), Table) and obj[k] for v in obj[k].columns.values())
-    shared = {i: [count, None] for i, count in lists.items() if count > 1}
+    columns = {id(v): v for k in TABLES if isinstance(obj.get(k), Table) for v in obj[k].columns.values()}
+    shared = {i: [count, None, columns[i]] for i, count in lists.items() if count > 1}
     for i, key in enumerate(keys):
         yield ("," if i else "") + _dumps(key) + ":"
         if key in TABLES and isinstance(obj[key], list | Table):
