@@ -363,19 +363,29 @@ def suggest_column(name: str, allowed: list[str]) -> str | None:
     return near[0] if near else None
 
 
+def _unknown_values(values, known) -> list[tuple[int, str, str]]:
+    """(row index, value, "; did you mean ...?" hint or "") of each value not in ``known`` (None is no value).
+
+    Each distinct value is looked at once; rows are listed only when some value is unknown."""
+    if not any(v is not None and v not in known for v in dict.fromkeys(values)):
+        return []
+    hints: dict = {}
+    out = []
+    for i, v in enumerate(values):
+        if v is None or v in known:
+            continue
+        if v not in hints:
+            near = difflib.get_close_matches(v, list(known), n=1, cutoff=0.6)
+            hints[v] = f"; did you mean {near[0]!r}?" if near else ""
+        out.append((i, v, hints[v]))
+    return out
+
+
 def _check_codes(path, values, lines, column, declared, kind, problems, config_path):
     """A problem for each row whose code in ``column`` (``values``, one per row) is not declared."""
-    hints: dict = {}
-    if not any(code is not None and code not in declared for code in dict.fromkeys(values)):
-        return  # (each distinct code looked at once)
-    for i, code in enumerate(values):
-        if code is None or code in declared:
-            continue
-        if code not in hints:
-            near = difflib.get_close_matches(code, list(declared), n=1, cutoff=0.6)
-            hints[code] = f"; did you mean {near[0]!r}?" if near else ""
+    for i, code, hint in _unknown_values(values, declared):
         problems.append(
-            Problem(path, lines[i], column, f"code not declared under '{kind}' in {config_path}{hints[code]} (found {code!r})")
+            Problem(path, lines[i], column, f"code not declared under '{kind}' in {config_path}{hint} (found {code!r})")
         )
 
 
@@ -713,16 +723,8 @@ def _check_study_columns(config, sheets, studies_path, config_path, problems):
 
 def _check_study_refs(path, ids, lines, study_lines, studies_path, problems):
     """A problem for each row whose study_id (``ids``, one per row) is not a row of studies.csv."""
-    hints: dict = {}
-    if not any(sid is not None and sid not in study_lines for sid in dict.fromkeys(ids)):
-        return  # (each distinct id looked at once)
-    for i, sid in enumerate(ids):
-        if sid is None or sid in study_lines:
-            continue
-        if sid not in hints:
-            near = difflib.get_close_matches(sid, list(study_lines), n=1, cutoff=0.6)
-            hints[sid] = f"; did you mean {near[0]!r}?" if near else ""
-        problems.append(Problem(path, lines[i], "study_id", f"unknown study, not in {studies_path}{hints[sid]} (found {sid!r})"))
+    for i, sid, hint in _unknown_values(ids, study_lines):
+        problems.append(Problem(path, lines[i], "study_id", f"unknown study, not in {studies_path}{hint} (found {sid!r})"))
 
 
 def load_sheets(config: dict, config_path: str = "config/config.yaml", base: str | Path = ".") -> Sheets:
