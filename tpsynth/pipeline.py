@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .columns import Table
 from .config import analysis_settings
-from .tables import read_json, replace_atomically, write_json
+from .tables import constant_text, read_json, replace_atomically, write_json
 from .validate import Sheets, load_sheets
 
 #: Version tag of evidence.json and of the slices (bump when their layout changes).
@@ -374,7 +374,7 @@ def _column_json(values: list) -> str:
     rounded numbers). Values are told apart by type too (``1``, ``1.0`` and ``True`` are equal as keys but
     encoded differently); a column holding unhashable values, or a float zero (``0.0 == -0.0``), is encoded
     whole."""
-    if _constant(values):
+    if constant_text(values):
         return "[" + ",".join([_dumps(values[0])] * len(values)) + "]"  # one value all down (often None)
     if values and values[0].__class__ is int and values[-1].__class__ is int and set(map(type, values)) == {int}:
         return _dumps(values)  # integers only (line numbers, sample sizes): the encoder is as fast
@@ -404,13 +404,6 @@ def _column_json(values: list) -> str:
 def _encode_text(value: str | None) -> str:
     """``_dumps(value)`` of a str or None."""
     return "null" if value is None else encode_basestring(value)
-
-
-def _constant(values) -> bool:
-    """Whether ``values`` is one str (or None) all down: equal values, and no two types equal as keys."""
-    if not values or not (values[0] is None or values[0].__class__ is str) or values[-1] != values[0]:
-        return False
-    return values.count(values[0]) == len(values)
 
 
 def _extended_json(values, shared: dict | None) -> str | None:

@@ -138,6 +138,14 @@ def write_csv(path: str | Path, columns: list[str], rows) -> None:
             w.writerows(zip(*cells, strict=True))
 
 
+def constant_text(values) -> bool:
+    """Whether ``values`` (a column) is one str, or None, all down: then every cell is written alike (no two
+    types equal as keys can hide among equal values: 1, 1.0 and True are not text)."""
+    if not values or not (values[0] is None or values[0].__class__ is str) or values[-1] != values[0]:
+        return False
+    return values.count(values[0]) == len(values)
+
+
 def _column_text(values: list) -> list[str]:
     """``excel_safe(cell(x))`` of each value of one column, each distinct value formatted once.
 
@@ -146,9 +154,7 @@ def _column_text(values: list) -> list[str]:
     ``True`` are equal as keys but written differently); NaN is never equal to itself and is formatted each
     time it occurs; a column holding unhashable values (lists) is formatted cell by cell.
     """
-    if values and (values[0] is None or type(values[0]) is str) and values[-1] == values[0] and (
-        values.count(values[0]) == len(values)
-    ):
+    if constant_text(values):
         return [excel_safe(cell(values[0]))] * len(values)  # one value all down the column (often None)
     if values and type(values[0]) is int and set(map(type, values)) == {int} and min(values) >= 0:
         return list(map(str, values))  # e.g. line numbers: digits, never a formula
